@@ -1,0 +1,1 @@
+# layers/: one layer kind per file, and the sequential model.

@@ -1,0 +1,1 @@
+# optim/: optimizer interface, SGD, MCMC.

@@ -1,0 +1,11 @@
+# src/: core (errors, rng, logfmt, chain file) and the programs.
+libnecklace_a_SOURCES += src/nk.h src/nk.c src/rng.h src/rng.c src/logfmt.h src/logfmt.c \
+	src/chain.h src/chain.c
+
+if HAVE_CRITERION
+check_PROGRAMS += tests/test_chain tests/test_core
+endif
+tests_test_chain_SOURCES = tests/test_chain.c
+tests_test_chain_LDADD = $(TEST_LIBS)
+tests_test_core_SOURCES = tests/test_core.c
+tests_test_core_LDADD = $(TEST_LIBS)

@@ -1,0 +1,1 @@
+# stages/: chain runtime (wire, links, stage loop); filled by the chain issue.

@@ -1,0 +1,28 @@
+/* Helpers shared by the Criterion suites. */
+#ifndef NK_TEST_H
+#define NK_TEST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A fresh temporary directory for this test process; path written into buf (PATH_MAX). */
+static inline const char *nk_test_tmpdir(char *buf, size_t len)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(buf, len, "%s/necklace-test-XXXXXX", base ? base : "/tmp");
+	return mkdtemp(buf);
+}
+
+/* Write len bytes to path; returns 0 on success. */
+static inline int nk_test_write(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	size_t n = fwrite(data, 1, len, f);
+	return (fclose(f) == 0 && n == len) ? 0 : -1;
+}
+
+#endif
