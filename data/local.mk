@@ -1,6 +1,6 @@
 # data/: dataset readers and the batcher; data/chains/: shipped example chains.
 libnecklace_a_SOURCES += data/ds.h data/idx.c data/batcher.c
-nobase_dist_pkgdata_DATA += data/chains/seed-1.json
+nobase_dist_pkgdata_DATA += data/chains/seed-1.json data/chains/seed-1-mcmc.json
 
 if HAVE_CRITERION
 check_PROGRAMS += tests/test_idx tests/test_batcher

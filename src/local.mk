@@ -9,3 +9,7 @@ tests_test_chain_SOURCES = tests/test_chain.c
 tests_test_chain_LDADD = $(TEST_LIBS)
 tests_test_core_SOURCES = tests/test_core.c
 tests_test_core_LDADD = $(TEST_LIBS)
+
+bin_PROGRAMS += necklace-train necklace-bench
+necklace_train_SOURCES = src/train.c
+necklace_bench_SOURCES = src/bench.c

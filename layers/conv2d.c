@@ -1,0 +1,200 @@
+/* 2-D convolution, any square kernel, stride and zero padding. Forward and backward go through
+ * im2col and the blocked GEMM of layers/gemm.c, one sample per OpenMP iteration; each thread has
+ * its own column buffers and gradient accumulator, sized once at init. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/gemm.h"
+#include "layers/layer.h"
+
+struct conv2d {
+	int k, stride, pad;
+	int ckk;        /* C * k * k: rows of the column matrix */
+	int np;         /* OH * OW: output positions */
+	int threads;
+	float *col;     /* [threads][ckk][np] */
+	float *colt;    /* [threads][np][ckk] */
+	float *gpart;   /* [threads][nparams] */
+};
+
+/* Gather the receptive fields of one sample x [C][H][W]: element (r, p) goes to
+ * col[r * rs + p * ps], r = (c * k + ki) * k + kj, p = oh * OW + ow; padding reads as 0. */
+static void im2col(const struct layer *l, const struct conv2d *cv, const float *x, float *col,
+		   int rs, int ps)
+{
+	const int k = cv->k, s = cv->stride, pad = cv->pad;
+	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+	for (int c = 0; c < l->in.c; c++)
+		for (int ki = 0; ki < k; ki++)
+			for (int kj = 0; kj < k; kj++) {
+				int r = (c * k + ki) * k + kj;
+				const float *xc = x + (size_t)c * H * W;
+				for (int oh = 0; oh < OH; oh++) {
+					int ih = oh * s - pad + ki;
+					float *dst = col + (size_t)r * rs + (size_t)oh * OW * ps;
+					if (ih < 0 || ih >= H) {
+						for (int ow = 0; ow < OW; ow++)
+							dst[ow * ps] = 0.0f;
+						continue;
+					}
+					for (int ow = 0; ow < OW; ow++) {
+						int iw = ow * s - pad + kj;
+						dst[ow * ps] = (iw >= 0 && iw < W) ? xc[ih * W + iw] : 0.0f;
+					}
+				}
+			}
+}
+
+/* The adjoint of im2col for col laid out [ckk][np]: dx [C][H][W] = sum of the fields. */
+static void col2im(const struct layer *l, const struct conv2d *cv, const float *col, float *dx)
+{
+	const int k = cv->k, s = cv->stride, pad = cv->pad;
+	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+	memset(dx, 0, sizeof(float) * dims_size(l->in));
+	for (int c = 0; c < l->in.c; c++)
+		for (int ki = 0; ki < k; ki++)
+			for (int kj = 0; kj < k; kj++) {
+				const float *src = col + (size_t)((c * k + ki) * k + kj) * cv->np;
+				float *dc = dx + (size_t)c * H * W;
+				for (int oh = 0; oh < OH; oh++) {
+					int ih = oh * s - pad + ki;
+					if (ih < 0 || ih >= H)
+						continue;
+					for (int ow = 0; ow < OW; ow++) {
+						int iw = ow * s - pad + kj;
+						if (iw >= 0 && iw < W)
+							dc[ih * W + iw] += src[oh * OW + ow];
+					}
+				}
+			}
+}
+
+static int conv2d_init(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN])
+{
+	int k = spec->kernel, s = spec->stride > 0 ? spec->stride : 1, pad = spec->pad;
+	if (k <= 0 || spec->filters <= 0 || pad < 0)
+		return nk_errf(err, NK_EINVAL, "%s: filters and kernel must be positive", l->name);
+	int oh = (l->in.h + 2 * pad - k) / s + 1, ow = (l->in.w + 2 * pad - k) / s + 1;
+	if (l->in.h + 2 * pad < k || l->in.w + 2 * pad < k || oh <= 0 || ow <= 0)
+		return nk_errf(err, NK_ESHAPE, "%s: kernel %d does not fit input %dx%dx%d with padding %d",
+			       l->name, k, l->in.c, l->in.h, l->in.w, pad);
+	struct conv2d *cv = calloc(1, sizeof *cv);
+	if (!cv)
+		return nk_errf(err, NK_ENOMEM, "%s: out of memory", l->name);
+	l->priv = cv;
+	cv->k = k;
+	cv->stride = s;
+	cv->pad = pad;
+	cv->ckk = l->in.c * k * k;
+	cv->np = oh * ow;
+	cv->threads = nk_threads();
+	l->out = (struct layer_dims){spec->filters, oh, ow};
+	l->binary = spec->binary;
+	l->nparams = (size_t)spec->filters * cv->ckk + spec->filters;
+	size_t cols = (size_t)cv->threads * cv->ckk * cv->np;
+	cv->col = nk_floats(cols);
+	cv->colt = nk_floats(cols);
+	cv->gpart = nk_floats((size_t)cv->threads * l->nparams);
+	if (!cv->col || !cv->colt || !cv->gpart)
+		return nk_errf(err, NK_ENOMEM, "%s: out of memory for scratch", l->name);
+	return 0;
+}
+
+static void conv2d_free(struct layer *l)
+{
+	struct conv2d *cv = l->priv;
+	if (!cv)
+		return;
+	free(cv->col);
+	free(cv->colt);
+	free(cv->gpart);
+	free(cv);
+	l->priv = NULL;
+}
+
+static void conv2d_init_params(struct layer *l, struct nk_rng *r)
+{
+	struct conv2d *cv = l->priv;
+	if (l->binary) {
+		layer_fill_signs(l->w, l->nparams, r);
+		return;
+	}
+	/* PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases. */
+	layer_fill_uniform(l->w, l->nparams, 1.0f / sqrtf((float)cv->ckk), r);
+}
+
+static void conv2d_forward(struct layer *l, int n)
+{
+	struct conv2d *cv = l->priv;
+	const int K = l->out.c, ckk = cv->ckk, np = cv->np;
+	const float *b = l->w + (size_t)K * ckk;
+#pragma omp parallel
+	{
+		float *col = cv->col + (size_t)nk_thread_id() * ckk * np;
+#pragma omp for schedule(static)
+		for (int i = 0; i < n; i++) {
+			float *y = l->y + (size_t)i * K * np;
+			im2col(l, cv, l->x + (size_t)i * dims_size(l->in), col, np, 1);
+			for (int f = 0; f < K; f++)
+				for (int p = 0; p < np; p++)
+					y[f * np + p] = b[f];
+			gemm_nn(K, np, ckk, l->w, ckk, col, np, y, np);
+		}
+	}
+}
+
+static void conv2d_backward(struct layer *l, int n)
+{
+	struct conv2d *cv = l->priv;
+	const int K = l->out.c, ckk = cv->ckk, np = cv->np;
+	const size_t np_all = l->nparams;
+	memset(cv->gpart, 0, sizeof(float) * cv->threads * np_all);
+#pragma omp parallel
+	{
+		int t = nk_thread_id();
+		float *colt = cv->colt + (size_t)t * ckk * np;
+		float *dcol = cv->col + (size_t)t * ckk * np;
+		float *gw = cv->gpart + (size_t)t * np_all, *gb = gw + (size_t)K * ckk;
+#pragma omp for schedule(static)
+		for (int i = 0; i < n; i++) {
+			const float *dy = l->dy + (size_t)i * K * np;
+			im2col(l, cv, l->x + (size_t)i * dims_size(l->in), colt, 1, ckk);
+			gemm_nn(K, ckk, np, dy, np, colt, ckk, gw, ckk);
+			for (int f = 0; f < K; f++) {
+				float s = 0.0f;
+				for (int p = 0; p < np; p++)
+					s += dy[f * np + p];
+				gb[f] += s;
+			}
+			if (l->dx) {
+				memset(dcol, 0, sizeof(float) * ckk * np);
+				gemm_tn(ckk, np, K, l->w, ckk, dy, np, dcol, np);
+				col2im(l, cv, dcol, l->dx + (size_t)i * dims_size(l->in));
+			}
+		}
+#pragma omp for schedule(static)
+		for (size_t j = 0; j < np_all; j++) {
+			float s = 0.0f;
+			for (int u = 0; u < cv->threads; u++)
+				s += cv->gpart[(size_t)u * np_all + j];
+			l->g[j] = s;
+		}
+	}
+}
+
+static long long conv2d_macs(const struct layer *l)
+{
+	const struct conv2d *cv = l->priv;
+	return (long long)l->out.c * cv->np * cv->ckk;
+}
+
+const struct layer_ops conv2d_ops = {
+	.kind = "conv",
+	.init = conv2d_init,
+	.free = conv2d_free,
+	.init_params = conv2d_init_params,
+	.forward = conv2d_forward,
+	.backward = conv2d_backward,
+	.macs = conv2d_macs,
+};

@@ -1,0 +1,61 @@
+/* The layer interface: one kind per file (layers/conv2d.c, ...), each exporting a
+ * const struct layer_ops, found by name through layer_find(). Tensors are NCHW float32. */
+#ifndef NK_LAYER_H
+#define NK_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/chain.h"
+#include "src/nk.h"
+#include "src/rng.h"
+
+struct layer_dims {
+	int c, h, w; /* one sample */
+};
+
+static inline int dims_size(struct layer_dims d)
+{
+	return d.c * d.h * d.w;
+}
+
+struct layer {
+	const struct layer_ops *ops;
+	char name[40];          /* "conv1", "linear2": used in logs (accept.conv1=) */
+	struct layer_dims in, out;
+	int binary;             /* weights in {-1,+1} */
+	size_t nparams;         /* weights then biases, laid out by the kind */
+	float *w;               /* [nparams] view into the model's parameter array */
+	float *g;               /* [nparams] view into the model's gradient array */
+	const float *x;         /* [N][in]: previous layer's y, or the model input */
+	float *y;               /* [N][out]: owned by the model */
+	float *dx;              /* [N][in]: previous layer's dy; NULL for the first layer */
+	float *dy;              /* [N][out] */
+	int max_batch;
+	void *priv;             /* the kind's own options and scratch */
+};
+
+struct layer_ops {
+	const char *kind;
+	/* Check the options against l->in, set l->out, l->nparams, l->binary and l->priv with
+	 * scratch sized for l->max_batch. */
+	int (*init)(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN]);
+	void (*free)(struct layer *l);                            /* optional */
+	void (*init_params)(struct layer *l, struct nk_rng *r);   /* optional: kinds with params */
+	void (*forward)(struct layer *l, int n);
+	/* Set l->g from l->dy (not accumulate), and l->dx when it is not NULL. */
+	void (*backward)(struct layer *l, int n);
+	long long (*macs)(const struct layer *l);                 /* optional: multiply-adds per sample */
+};
+
+/* Look a kind up by name ("conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten"). */
+const struct layer_ops *layer_find(const char *kind);
+
+extern const struct layer_ops conv2d_ops, linear_ops, relu_ops, maxpool_ops, avgpool_ops,
+	gap_ops, flatten_ops;
+
+/* Uniform(-bound, bound) weights, or random signs for binary layers. */
+void layer_fill_uniform(float *w, size_t n, float bound, struct nk_rng *r);
+void layer_fill_signs(float *w, size_t n, struct nk_rng *r);
+
+#endif

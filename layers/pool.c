@@ -1,0 +1,174 @@
+/* Pooling: max and average over square windows (no padding), and global average pooling. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+
+struct pool {
+	int size, stride;
+	int *arg;       /* maxpool: [max_batch][out] input index of each maximum */
+};
+
+static int pool_init(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN])
+{
+	int size = spec->size > 0 ? spec->size : 2, s = spec->stride > 0 ? spec->stride : size;
+	if (size > l->in.h || size > l->in.w)
+		return nk_errf(err, NK_ESHAPE, "%s: window %d does not fit input %dx%d", l->name, size,
+			       l->in.h, l->in.w);
+	struct pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return nk_errf(err, NK_ENOMEM, "%s: out of memory", l->name);
+	l->priv = p;
+	p->size = size;
+	p->stride = s;
+	l->out = (struct layer_dims){l->in.c, (l->in.h - size) / s + 1, (l->in.w - size) / s + 1};
+	return 0;
+}
+
+static int maxpool_init(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN])
+{
+	int rc = pool_init(l, spec, err);
+	if (rc)
+		return rc;
+	struct pool *p = l->priv;
+	p->arg = malloc(sizeof(int) * (size_t)l->max_batch * dims_size(l->out));
+	return p->arg ? 0 : nk_errf(err, NK_ENOMEM, "%s: out of memory", l->name);
+}
+
+static void pool_free(struct layer *l)
+{
+	struct pool *p = l->priv;
+	if (p)
+		free(p->arg);
+	free(p);
+	l->priv = NULL;
+}
+
+static void maxpool_forward(struct layer *l, int n)
+{
+	const struct pool *p = l->priv;
+	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+	const int planes = n * l->in.c;
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++) {
+		const float *x = l->x + (size_t)q * H * W;
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				int best = (oh * p->stride) * W + ow * p->stride;
+				for (int i = 0; i < p->size; i++)
+					for (int j = 0; j < p->size; j++) {
+						int at = (oh * p->stride + i) * W + ow * p->stride + j;
+						if (x[at] > x[best])
+							best = at;
+					}
+				size_t o = (size_t)q * OH * OW + oh * OW + ow;
+				l->y[o] = x[best];
+				p->arg[o] = best;
+			}
+	}
+}
+
+static void maxpool_backward(struct layer *l, int n)
+{
+	if (!l->dx)
+		return;
+	const struct pool *p = l->priv;
+	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w, planes = n * l->in.c;
+	memset(l->dx, 0, sizeof(float) * (size_t)planes * HW);
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++)
+		for (int o = 0; o < OHW; o++)
+			l->dx[(size_t)q * HW + p->arg[(size_t)q * OHW + o]] += l->dy[(size_t)q * OHW + o];
+}
+
+static void avgpool_forward(struct layer *l, int n)
+{
+	const struct pool *p = l->priv;
+	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w, planes = n * l->in.c;
+	const float scale = 1.0f / (p->size * p->size);
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++) {
+		const float *x = l->x + (size_t)q * H * W;
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				float s = 0.0f;
+				for (int i = 0; i < p->size; i++)
+					for (int j = 0; j < p->size; j++)
+						s += x[(oh * p->stride + i) * W + ow * p->stride + j];
+				l->y[(size_t)q * OH * OW + oh * OW + ow] = s * scale;
+			}
+	}
+}
+
+static void avgpool_backward(struct layer *l, int n)
+{
+	if (!l->dx)
+		return;
+	const struct pool *p = l->priv;
+	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w, planes = n * l->in.c;
+	const float scale = 1.0f / (p->size * p->size);
+	memset(l->dx, 0, sizeof(float) * (size_t)planes * H * W);
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++) {
+		float *dx = l->dx + (size_t)q * H * W;
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				float d = l->dy[(size_t)q * OH * OW + oh * OW + ow] * scale;
+				for (int i = 0; i < p->size; i++)
+					for (int j = 0; j < p->size; j++)
+						dx[(oh * p->stride + i) * W + ow * p->stride + j] += d;
+			}
+	}
+}
+
+static int gap_init(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN])
+{
+	l->out = (struct layer_dims){l->in.c, 1, 1};
+	return 0;
+}
+
+static void gap_forward(struct layer *l, int n)
+{
+	const int HW = l->in.h * l->in.w, planes = n * l->in.c;
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++) {
+		float s = 0.0f;
+		for (int i = 0; i < HW; i++)
+			s += l->x[(size_t)q * HW + i];
+		l->y[q] = s / HW;
+	}
+}
+
+static void gap_backward(struct layer *l, int n)
+{
+	if (!l->dx)
+		return;
+	const int HW = l->in.h * l->in.w, planes = n * l->in.c;
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++)
+		for (int i = 0; i < HW; i++)
+			l->dx[(size_t)q * HW + i] = l->dy[q] / HW;
+}
+
+const struct layer_ops maxpool_ops = {
+	.kind = "maxpool",
+	.init = maxpool_init,
+	.free = pool_free,
+	.forward = maxpool_forward,
+	.backward = maxpool_backward,
+};
+
+const struct layer_ops avgpool_ops = {
+	.kind = "avgpool",
+	.init = pool_init,
+	.free = pool_free,
+	.forward = avgpool_forward,
+	.backward = avgpool_backward,
+};
+
+const struct layer_ops gap_ops = {
+	.kind = "gap",
+	.init = gap_init,
+	.forward = gap_forward,
+	.backward = gap_backward,
+};

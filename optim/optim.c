@@ -1,0 +1,62 @@
+/* Optimizer construction through a table of kinds, and the counters they share. */
+#include "optim/optim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct optim_ops *const kinds[] = {
+	[OPTIM_SGD] = &sgd_ops,
+};
+
+int optim_new(struct optim **out, struct model *m, const struct chain_optim *cfg, uint64_t seed,
+	      char err[NK_ERR_LEN])
+{
+	*out = NULL;
+	if ((size_t)cfg->kind >= sizeof kinds / sizeof kinds[0] || !kinds[cfg->kind])
+		return nk_errf(err, NK_EUNSUP, "optimizer kind %d is not available", (int)cfg->kind);
+	struct optim *o = calloc(1, sizeof *o);
+	if (!o)
+		return nk_errf(err, NK_ENOMEM, "out of memory");
+	o->ops = kinds[cfg->kind];
+	o->m = m;
+	o->cfg = *cfg;
+	rng_seed(&o->rng, seed);
+	o->proposed = calloc(m->nlayers, sizeof *o->proposed);
+	o->accepted = calloc(m->nlayers, sizeof *o->accepted);
+	int rc = (o->proposed && o->accepted) ? 0 : nk_errf(err, NK_ENOMEM, "out of memory");
+	if (rc == 0)
+		rc = o->ops->init(o, err);
+	if (rc) {
+		optim_free(o);
+		return rc;
+	}
+	*out = o;
+	return 0;
+}
+
+void optim_free(struct optim *o)
+{
+	if (!o)
+		return;
+	if (o->ops->free)
+		o->ops->free(o);
+	free(o->proposed);
+	free(o->accepted);
+	free(o);
+}
+
+int optim_train(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
+		struct optim_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->n = n;
+	if (n <= 0 || n > o->m->max_batch)
+		return NK_EINVAL;
+	return o->ops->train(o, x, y, n, newer, st);
+}
+
+void optim_reset_counts(struct optim *o)
+{
+	memset(o->proposed, 0, sizeof(long) * o->m->nlayers);
+	memset(o->accepted, 0, sizeof(long) * o->m->nlayers);
+}

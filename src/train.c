@@ -1,0 +1,334 @@
+/* necklace-train: train one stage's model, or the whole chain stage after stage, in one process
+ * and without the network: the baseline that says what pipelining costs. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/ds.h"
+#include "layers/model.h"
+#include "optim/optim.h"
+#include "src/chain.h"
+#include "src/logfmt.h"
+
+struct tstage {
+	const struct chain_stage *cs;
+	struct model *m;
+	struct optim *o;        /* NULL: this stage only forwards (stages before -s STAGE) */
+	FILE *log;              /* LOGDIR/NAME.log or NULL */
+	double w_t0, w_loss;    /* current train-line window */
+	long w_correct, w_n, w_steps, w_batches;
+};
+
+struct run {
+	struct chain *chain;
+	struct ds *train, *test;
+	struct tstage *st;
+	int nst;
+	double t0;
+	int epochs;
+	double seconds;
+	long batch_no;
+	int epoch;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: necklace-train -c CHAIN [-s STAGE] [--epochs N] [--seconds S] [--log-dir DIR]\n"
+		   "\n"
+		   "Train a chain's models in one process, without the network.\n"
+		   "  -c, --chain FILE   chain file (JSON)\n"
+		   "  -s, --stage NAME   train only this stage; the stages before it forward their\n"
+		   "                     (initial) features; default: every stage, one after another\n"
+		   "      --epochs N     passes over the training set (default: the chain's data.epochs)\n"
+		   "      --seconds S    stop training after S seconds, then run the test pass\n"
+		   "      --log-dir DIR  also append each stage's lines to DIR/NAME.log\n"
+		   "  -h, --help         this text\n"
+		   "Prints logfmt lines: phase=train per stage about once a second, phase=test after each\n"
+		   "epoch and at the end. Exit status: 0 done, 1 runtime failure, 2 bad usage or config.\n");
+}
+
+static uint64_t stage_seed(uint64_t seed, int idx)
+{
+	return seed * 0x9e3779b97f4a7c15ULL + (uint64_t)idx + 1;
+}
+
+static void emit(struct run *r, struct tstage *s, struct logfmt *l)
+{
+	lf_write(l, stdout, s->log);
+}
+
+static void log_begin(struct run *r, struct tstage *s, struct logfmt *l, const char *phase)
+{
+	lf_begin(l);
+	lf_num(l, "t", nk_now() - r->t0, 3);
+	lf_str(l, "stage", s->cs->name);
+	lf_str(l, "phase", phase);
+	lf_int(l, "epoch", r->epoch);
+	lf_int(l, "batch", r->batch_no);
+}
+
+static void flush_window(struct run *r, struct tstage *s)
+{
+	if (!s->o || s->w_batches == 0)
+		return;
+	struct logfmt l;
+	double dt = nk_now() - s->w_t0;
+	log_begin(r, s, &l, "train");
+	lf_num(&l, "loss", s->w_loss / s->w_n, 4);
+	lf_num(&l, "acc", (double)s->w_correct / s->w_n, 4);
+	lf_int(&l, "samples_s", (long long)(s->w_n / (dt > 0 ? dt : 1e-9)));
+	emit(r, s, &l);
+	s->w_t0 = nk_now();
+	s->w_loss = 0;
+	s->w_correct = s->w_n = s->w_steps = s->w_batches = 0;
+}
+
+/* One pass over the test set through every stage; each logs its head's loss and accuracy. */
+static int test_pass(struct run *r, float *x, int32_t *y)
+{
+	if (!r->test)
+		return 0;
+	int B = r->st[0].m->max_batch;
+	struct batcher_cfg bc = {.batch = B, .mean = (float)r->chain->data.mean,
+				 .std = (float)r->chain->data.std};
+	struct batcher *b = batcher_new(r->test, &bc);
+	double *loss = calloc(r->nst, sizeof *loss);
+	long *correct = calloc(r->nst, sizeof *correct), total = 0;
+	if (!b || !loss || !correct) {
+		batcher_free(b);
+		free(loss);
+		free(correct);
+		return NK_ENOMEM;
+	}
+	int n;
+	while ((n = batcher_next(b, x, y)) > 0) {
+		const float *in = x;
+		for (int i = 0; i < r->nst; i++) {
+			int c;
+			model_forward(r->st[i].m, in, n);
+			loss[i] += model_loss(r->st[i].m, y, n, &c, 0) * n;
+			correct[i] += c;
+			in = model_body_out(r->st[i].m);
+		}
+		total += n;
+	}
+	for (int i = 0; i < r->nst; i++) {
+		struct tstage *s = &r->st[i];
+		struct logfmt l;
+		flush_window(r, s);
+		log_begin(r, s, &l, "test");
+		lf_num(&l, "test_loss", loss[i] / total, 4);
+		lf_num(&l, "test_acc", (double)correct[i] / total, 4);
+		lf_int(&l, "n", total);
+		emit(r, s, &l);
+	}
+	batcher_free(b);
+	free(loss);
+	free(correct);
+	return 0;
+}
+
+/* One training batch through every stage: each trains on its input, then forwards its body
+ * output (computed with the updated parameters) as the next stage's input. */
+static int train_batch(struct run *r, const float *x, const int32_t *y, int n, char err[NK_ERR_LEN])
+{
+	const float *in = x;
+	for (int i = 0; i < r->nst; i++) {
+		struct tstage *s = &r->st[i];
+		if (s->o) {
+			struct optim_stats os;
+			int rc = optim_train(s->o, in, y, n, NULL, &os);
+			if (rc)
+				return nk_errf(err, rc, "stage %s: training failed: %s", s->cs->name,
+					       nk_strerror(rc));
+			s->w_loss += os.loss * n;
+			s->w_correct += os.correct;
+			s->w_n += n;
+			s->w_steps += os.steps;
+			s->w_batches++;
+			if (nk_now() - s->w_t0 >= 1.0)
+				flush_window(r, s);
+		}
+		if (i + 1 < r->nst) {
+			model_forward_body(s->m, in, n);
+			in = model_body_out(s->m);
+		}
+	}
+	return 0;
+}
+
+static int train_loop(struct run *r, char err[NK_ERR_LEN])
+{
+	const struct chain_data *d = &r->chain->data;
+	struct batcher_cfg bc = {.batch = d->batch, .shuffle = d->shuffle, .seed = r->chain->seed,
+				 .mean = (float)d->mean, .std = (float)d->std};
+	struct batcher *b = batcher_new(r->train, &bc);
+	float *x = nk_floats((size_t)d->batch * r->train->c * r->train->h * r->train->w);
+	int32_t *y = calloc(d->batch, sizeof *y);
+	int rc = (b && x && y) ? 0 : nk_errf(err, NK_ENOMEM, "out of memory for batches");
+	long tested_at = -1;
+	for (int i = 0; i < r->nst; i++)
+		r->st[i].w_t0 = nk_now();
+	while (rc == 0 && r->epoch < r->epochs && !interrupted &&
+	       (r->seconds <= 0 || nk_now() - r->t0 < r->seconds)) {
+		int n = batcher_next(b, x, y);
+		if (n == 0) {
+			r->epoch++;
+			rc = test_pass(r, x, y);
+			tested_at = r->batch_no;
+			continue;
+		}
+		r->batch_no++;
+		rc = train_batch(r, x, y, n, err);
+		if (rc == 0 && d->test_every > 0 && r->batch_no % d->test_every == 0) {
+			rc = test_pass(r, x, y);
+			tested_at = r->batch_no;
+		}
+	}
+	if (rc == 0 && tested_at != r->batch_no)
+		rc = test_pass(r, x, y);
+	if (rc < 0 && !err[0])
+		nk_errf(err, rc, "%s", nk_strerror(rc));
+	batcher_free(b);
+	free(x);
+	free(y);
+	return rc;
+}
+
+static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
+{
+	char path[CHAIN_PATH_LEN + CHAIN_NAME_LEN + 8];
+	if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+		nk_errf(err, NK_EIO, "%s: cannot create log directory: %s", dir, strerror(errno));
+		return NULL;
+	}
+	snprintf(path, sizeof path, "%s/%s.log", dir, name);
+	FILE *f = fopen(path, "a");
+	if (!f)
+		nk_errf(err, NK_EIO, "%s: cannot open log: %s", path, strerror(errno));
+	return f;
+}
+
+/* Load the data and build the models and optimizers; every error here is the user's input. */
+static int setup(struct run *r, const char *stage, const char *logdir, char err[NK_ERR_LEN])
+{
+	const struct chain_data *d = &r->chain->data;
+	int rc = ds_idx_load(&r->train, d->train[0], d->train[1], d->classes, err);
+	if (rc == 0 && d->has_test)
+		rc = ds_idx_load(&r->test, d->test[0], d->test[1], d->classes, err);
+	if (rc)
+		return rc;
+	if (d->limit > 0 && d->limit < r->train->n)
+		r->train->n = d->limit;
+	int only = -1;
+	r->nst = r->chain->nstages;
+	if (stage) {
+		only = chain_stage_index(r->chain, stage);
+		if (only < 0)
+			return nk_errf(err, NK_ENOENT, "%s: no stage named '%s'", r->chain->path, stage);
+		r->nst = only + 1;
+	}
+	r->st = calloc(r->nst, sizeof *r->st);
+	if (!r->st)
+		return nk_errf(err, NK_ENOMEM, "out of memory");
+	struct layer_dims in = {r->train->c, r->train->h, r->train->w};
+	for (int i = 0; i < r->nst && rc == 0; i++) {
+		struct tstage *s = &r->st[i];
+		char why[NK_ERR_LEN];
+		s->cs = &r->chain->stages[i];
+		rc = model_new(&s->m, s->cs, in, d->classes, d->batch, stage_seed(r->chain->seed, i), why);
+		if (rc == 0 && (only < 0 || only == i))
+			rc = optim_new(&s->o, s->m, &s->cs->optim, stage_seed(r->chain->seed, i) ^ 0x5eed, why);
+		if (rc)
+			return nk_errf(err, rc, "%s: stage %s: %s", r->chain->path, s->cs->name, why);
+		if (logdir && !(s->log = open_log(logdir, s->cs->name, err)))
+			return NK_EIO;
+		in = model_body_dims(s->m);
+	}
+	return 0;
+}
+
+static void teardown(struct run *r)
+{
+	for (int i = 0; r->st && i < r->nst; i++) {
+		optim_free(r->st[i].o);
+		model_free(r->st[i].m);
+		if (r->st[i].log)
+			fclose(r->st[i].log);
+	}
+	free(r->st);
+	ds_free(r->train);
+	ds_free(r->test);
+	chain_free(r->chain);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"chain", required_argument, 0, 'c'}, {"stage", required_argument, 0, 's'},
+		{"epochs", required_argument, 0, 'e'}, {"seconds", required_argument, 0, 't'},
+		{"log-dir", required_argument, 0, 'l'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+	};
+	const char *chain_path = NULL, *stage = NULL, *logdir = NULL;
+	struct run r = {0};
+	char *end;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': chain_path = optarg; break;
+		case 's': stage = optarg; break;
+		case 'l': logdir = optarg; break;
+		case 'e':
+			r.epochs = (int)strtol(optarg, &end, 10);
+			if (*end || r.epochs <= 0) {
+				fprintf(stderr, "necklace-train: --epochs wants a positive integer, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			r.seconds = strtod(optarg, &end);
+			if (*end || !(r.seconds > 0)) {
+				fprintf(stderr, "necklace-train: --seconds wants a positive number, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!chain_path || optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	char err[NK_ERR_LEN] = "";
+	int rc = chain_load(&r.chain, chain_path, err);
+	if (rc == 0) {
+		if (r.epochs == 0)
+			r.epochs = r.seconds > 0 ? 1 << 30 : r.chain->data.epochs;
+		rc = setup(&r, stage, logdir, err);
+	}
+	if (rc) {
+		fprintf(stderr, "necklace-train: %s\n", err);
+		teardown(&r);
+		return rc == NK_ENOMEM ? 1 : 2;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	r.t0 = nk_now();
+	rc = train_loop(&r, err);
+	if (rc)
+		fprintf(stderr, "necklace-train: %s\n", err);
+	teardown(&r);
+	return rc ? 1 : 0;
+}

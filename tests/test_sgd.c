@@ -1,0 +1,116 @@
+/* SGD: the update rule against hand arithmetic, and a tiny separable problem it must solve. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim.h"
+
+static struct chain_layer head[] = {{.kind = "linear", .units = 2}};
+static struct chain_stage stage = {.name = "t", .head = head, .nhead = 1};
+
+/* Two Gaussian blobs in 4-D, label = which blob. */
+static void blobs(float *x, int32_t *y, int n, uint64_t seed)
+{
+	struct nk_rng r;
+	rng_seed(&r, seed);
+	for (int i = 0; i < n; i++) {
+		y[i] = i % 2;
+		for (int j = 0; j < 4; j++)
+			x[i * 4 + j] = (y[i] ? 1.0f : -1.0f) * (j < 2 ? 1.0f : 0.0f) + 0.3f * (float)rng_normal(&r);
+	}
+}
+
+Test(sgd, update_rule_momentum_and_decay)
+{
+	struct model *m, *ref;
+	struct optim *o;
+	char err[NK_ERR_LEN];
+	struct chain_optim cfg = {.kind = OPTIM_SGD, .lr = 0.1, .momentum = 0.5, .weight_decay = 0.01, .iters = 1};
+	cr_assert_eq(model_new(&m, &stage, (struct layer_dims){4, 1, 1}, 2, 8, 9, err), 0, "%s", err);
+	cr_assert_eq(model_new(&ref, &stage, (struct layer_dims){4, 1, 1}, 2, 8, 9, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &cfg, 1, err), 0, "%s", err);
+	float x[32];
+	int32_t y[8];
+	blobs(x, y, 8, 3);
+	size_t P = m->nparams;
+	float *v = calloc(P, sizeof *v);
+	for (int step = 0; step < 2; step++) {
+		/* Reference: gradients of the same parameters, then v = mu v + g + wd w; w -= lr v. */
+		model_forward(ref, x, 8);
+		model_loss(ref, y, 8, NULL, 1);
+		model_backward(ref, 8);
+		for (size_t i = 0; i < P; i++) {
+			v[i] = 0.5f * v[i] + ref->grads[i] + 0.01f * ref->params[i];
+			ref->params[i] -= 0.1f * v[i];
+		}
+		struct optim_stats st;
+		cr_assert_eq(optim_train(o, x, y, 8, NULL, &st), 0);
+		cr_assert_eq(st.steps, 1);
+		cr_assert_eq(st.n, 8);
+		for (size_t i = 0; i < P; i++)
+			cr_assert_float_eq(m->params[i], ref->params[i], 1e-6, "step %d param %zu", step, i);
+	}
+	free(v);
+	optim_free(o);
+	model_free(m);
+	model_free(ref);
+}
+
+Test(sgd, separable_problem_loss_goes_down)
+{
+	struct model *m;
+	struct optim *o;
+	char err[NK_ERR_LEN];
+	struct chain_optim cfg = {.kind = OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .iters = 1};
+	cr_assert_eq(model_new(&m, &stage, (struct layer_dims){4, 1, 1}, 2, 64, 2, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &cfg, 1, err), 0, "%s", err);
+	float x[64 * 4];
+	int32_t y[64];
+	blobs(x, y, 64, 5);
+	struct optim_stats first, st;
+	cr_assert_eq(optim_train(o, x, y, 64, NULL, &first), 0);
+	for (int i = 0; i < 100; i++)
+		optim_train(o, x, y, 64, NULL, &st);
+	cr_assert_lt(st.loss, first.loss / 4, "loss %g -> %g", first.loss, st.loss);
+	cr_assert_eq(st.correct, 64, "separable blobs, %d/64 right", st.correct);
+	optim_free(o);
+	model_free(m);
+}
+
+Test(sgd, stops_early_when_a_newer_batch_waits)
+{
+	struct model *m;
+	struct optim *o;
+	char err[NK_ERR_LEN];
+	struct chain_optim cfg = {.kind = OPTIM_SGD, .lr = 0.1, .iters = 50};
+	cr_assert_eq(model_new(&m, &stage, (struct layer_dims){4, 1, 1}, 2, 8, 2, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &cfg, 1, err), 0, "%s", err);
+	float x[32];
+	int32_t y[8];
+	blobs(x, y, 8, 5);
+	struct optim_stats st;
+	volatile int newer = 0;
+	cr_assert_eq(optim_train(o, x, y, 8, &newer, &st), 0);
+	cr_assert_eq(st.steps, 50);
+	newer = 1;
+	cr_assert_eq(optim_train(o, x, y, 8, &newer, &st), 0);
+	cr_assert_eq(st.steps, 1);
+	cr_assert_eq(optim_train(o, x, y, 9, NULL, &st), NK_EINVAL, "more samples than max_batch");
+	optim_free(o);
+	model_free(m);
+}
+
+Test(sgd, refuses_binary_layers)
+{
+	struct chain_layer bh[] = {{.kind = "linear", .units = 2, .binary = 1}};
+	struct chain_stage bst = {.name = "b", .head = bh, .nhead = 1};
+	struct model *m;
+	struct optim *o;
+	char err[NK_ERR_LEN];
+	struct chain_optim cfg = {.kind = OPTIM_SGD, .lr = 0.1};
+	cr_assert_eq(model_new(&m, &bst, (struct layer_dims){4, 1, 1}, 2, 8, 2, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &cfg, 1, err), NK_EUNSUP);
+	cr_assert(strstr(err, "binary layer head"), "%s", err);
+	model_free(m);
+}
