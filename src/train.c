@@ -1,36 +1,22 @@
 /* necklace-train: train one stage's model, or the whole chain stage after stage, in one process
  * and without the network: the baseline that says what pipelining costs. */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "data/ds.h"
-#include "layers/model.h"
-#include "optim/optim.h"
 #include "src/chain.h"
-#include "src/logfmt.h"
-
-struct tstage {
-	const struct chain_stage *cs;
-	struct model *m;
-	struct optim *o;        /* NULL: this stage only forwards (stages before -s STAGE) */
-	FILE *log;              /* LOGDIR/NAME.log or NULL */
-	double w_t0, w_loss;    /* current train-line window */
-	long w_correct, w_n, w_steps, w_batches;
-};
+#include "stages/trainer.h"
 
 struct run {
 	struct chain *chain;
 	struct ds *train, *test;
-	struct tstage *st;
+	struct trainer **st;
 	int nst;
-	double t0;
 	int epochs;
-	double seconds;
+	double t0, seconds;
 	long batch_no;
 	int epoch;
 };
@@ -58,84 +44,29 @@ static void usage(FILE *f)
 		   "epoch and at the end. Exit status: 0 done, 1 runtime failure, 2 bad usage or config.\n");
 }
 
-static uint64_t stage_seed(uint64_t seed, int idx)
-{
-	return seed * 0x9e3779b97f4a7c15ULL + (uint64_t)idx + 1;
-}
-
-static void emit(struct run *r, struct tstage *s, struct logfmt *l)
-{
-	lf_write(l, stdout, s->log);
-}
-
-static void log_begin(struct run *r, struct tstage *s, struct logfmt *l, const char *phase)
-{
-	lf_begin(l);
-	lf_num(l, "t", nk_now() - r->t0, 3);
-	lf_str(l, "stage", s->cs->name);
-	lf_str(l, "phase", phase);
-	lf_int(l, "epoch", r->epoch);
-	lf_int(l, "batch", r->batch_no);
-}
-
-static void flush_window(struct run *r, struct tstage *s)
-{
-	if (!s->o || s->w_batches == 0)
-		return;
-	struct logfmt l;
-	double dt = nk_now() - s->w_t0;
-	log_begin(r, s, &l, "train");
-	lf_num(&l, "loss", s->w_loss / s->w_n, 4);
-	lf_num(&l, "acc", (double)s->w_correct / s->w_n, 4);
-	lf_int(&l, "samples_s", (long long)(s->w_n / (dt > 0 ? dt : 1e-9)));
-	emit(r, s, &l);
-	s->w_t0 = nk_now();
-	s->w_loss = 0;
-	s->w_correct = s->w_n = s->w_steps = s->w_batches = 0;
-}
-
 /* One pass over the test set through every stage; each logs its head's loss and accuracy. */
 static int test_pass(struct run *r, float *x, int32_t *y)
 {
 	if (!r->test)
 		return 0;
-	int B = r->st[0].m->max_batch;
-	struct batcher_cfg bc = {.batch = B, .mean = (float)r->chain->data.mean,
+	struct batcher_cfg bc = {.batch = r->chain->data.batch, .mean = (float)r->chain->data.mean,
 				 .std = (float)r->chain->data.std};
 	struct batcher *b = batcher_new(r->test, &bc);
-	double *loss = calloc(r->nst, sizeof *loss);
-	long *correct = calloc(r->nst, sizeof *correct), total = 0;
-	if (!b || !loss || !correct) {
-		batcher_free(b);
-		free(loss);
-		free(correct);
+	if (!b)
 		return NK_ENOMEM;
-	}
 	int n;
 	while ((n = batcher_next(b, x, y)) > 0) {
 		const float *in = x;
 		for (int i = 0; i < r->nst; i++) {
-			int c;
-			model_forward(r->st[i].m, in, n);
-			loss[i] += model_loss(r->st[i].m, y, n, &c, 0) * n;
-			correct[i] += c;
-			in = model_body_out(r->st[i].m);
+			trainer_test_batch(r->st[i], in, y, n);
+			in = model_body_out(r->st[i]->m);
 		}
-		total += n;
 	}
 	for (int i = 0; i < r->nst; i++) {
-		struct tstage *s = &r->st[i];
-		struct logfmt l;
-		flush_window(r, s);
-		log_begin(r, s, &l, "test");
-		lf_num(&l, "test_loss", loss[i] / total, 4);
-		lf_num(&l, "test_acc", (double)correct[i] / total, 4);
-		lf_int(&l, "n", total);
-		emit(r, s, &l);
+		r->st[i]->epoch = r->epoch;
+		trainer_test_end(r->st[i]);
 	}
 	batcher_free(b);
-	free(loss);
-	free(correct);
 	return 0;
 }
 
@@ -145,25 +76,12 @@ static int train_batch(struct run *r, const float *x, const int32_t *y, int n, c
 {
 	const float *in = x;
 	for (int i = 0; i < r->nst; i++) {
-		struct tstage *s = &r->st[i];
-		if (s->o) {
-			struct optim_stats os;
-			int rc = optim_train(s->o, in, y, n, NULL, &os);
-			if (rc)
-				return nk_errf(err, rc, "stage %s: training failed: %s", s->cs->name,
-					       nk_strerror(rc));
-			s->w_loss += os.loss * n;
-			s->w_correct += os.correct;
-			s->w_n += n;
-			s->w_steps += os.steps;
-			s->w_batches++;
-			if (nk_now() - s->w_t0 >= 1.0)
-				flush_window(r, s);
-		}
-		if (i + 1 < r->nst) {
-			model_forward_body(s->m, in, n);
-			in = model_body_out(s->m);
-		}
+		r->st[i]->epoch = r->epoch;
+		int rc = trainer_train(r->st[i], in, y, n, r->batch_no, NULL, err);
+		if (rc)
+			return rc;
+		if (i + 1 < r->nst)
+			in = trainer_body(r->st[i], in, n);
 	}
 	return 0;
 }
@@ -178,8 +96,6 @@ static int train_loop(struct run *r, char err[NK_ERR_LEN])
 	int32_t *y = calloc(d->batch, sizeof *y);
 	int rc = (b && x && y) ? 0 : nk_errf(err, NK_ENOMEM, "out of memory for batches");
 	long tested_at = -1;
-	for (int i = 0; i < r->nst; i++)
-		r->st[i].w_t0 = nk_now();
 	while (rc == 0 && r->epoch < r->epochs && !interrupted &&
 	       (r->seconds <= 0 || nk_now() - r->t0 < r->seconds)) {
 		int n = batcher_next(b, x, y);
@@ -206,20 +122,6 @@ static int train_loop(struct run *r, char err[NK_ERR_LEN])
 	return rc;
 }
 
-static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
-{
-	char path[CHAIN_PATH_LEN + CHAIN_NAME_LEN + 8];
-	if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-		nk_errf(err, NK_EIO, "%s: cannot create log directory: %s", dir, strerror(errno));
-		return NULL;
-	}
-	snprintf(path, sizeof path, "%s/%s.log", dir, name);
-	FILE *f = fopen(path, "a");
-	if (!f)
-		nk_errf(err, NK_EIO, "%s: cannot open log: %s", path, strerror(errno));
-	return f;
-}
-
 /* Load the data and build the models and optimizers; every error here is the user's input. */
 static int setup(struct run *r, const char *stage, const char *logdir, char err[NK_ERR_LEN])
 {
@@ -244,29 +146,19 @@ static int setup(struct run *r, const char *stage, const char *logdir, char err[
 		return nk_errf(err, NK_ENOMEM, "out of memory");
 	struct layer_dims in = {r->train->c, r->train->h, r->train->w};
 	for (int i = 0; i < r->nst && rc == 0; i++) {
-		struct tstage *s = &r->st[i];
-		char why[NK_ERR_LEN];
-		s->cs = &r->chain->stages[i];
-		rc = model_new(&s->m, s->cs, in, d->classes, d->batch, stage_seed(r->chain->seed, i), why);
-		if (rc == 0 && (only < 0 || only == i))
-			rc = optim_new(&s->o, s->m, &s->cs->optim, stage_seed(r->chain->seed, i) ^ 0x5eed, why);
-		if (rc)
-			return nk_errf(err, rc, "%s: stage %s: %s", r->chain->path, s->cs->name, why);
-		if (logdir && !(s->log = open_log(logdir, s->cs->name, err)))
-			return NK_EIO;
-		in = model_body_dims(s->m);
+		rc = trainer_new(&r->st[i], r->chain, i, in, only < 0 || only == i, logdir, err);
+		if (rc == 0) {
+			r->st[i]->echo = stdout;
+			in = model_body_dims(r->st[i]->m);
+		}
 	}
-	return 0;
+	return rc;
 }
 
 static void teardown(struct run *r)
 {
-	for (int i = 0; r->st && i < r->nst; i++) {
-		optim_free(r->st[i].o);
-		model_free(r->st[i].m);
-		if (r->st[i].log)
-			fclose(r->st[i].log);
-	}
+	for (int i = 0; r->st && i < r->nst; i++)
+		trainer_free(r->st[i]);
 	free(r->st);
 	ds_free(r->train);
 	ds_free(r->test);
@@ -326,6 +218,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	r.t0 = nk_now();
+	for (int i = 0; i < r.nst; i++)
+		r.st[i]->t0 = r.st[i]->w_t0 = r.t0;
 	rc = train_loop(&r, err);
 	if (rc)
 		fprintf(stderr, "necklace-train: %s\n", err);

@@ -1,1 +1,2 @@
-# stages/: chain runtime (wire, links, stage loop); filled by the chain issue.
+# stages/: the stage runtime: trainer (model + optimizer + logs), wire, links, stage loop.
+libnecklace_a_SOURCES += stages/trainer.h stages/trainer.c

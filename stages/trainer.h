@@ -1,0 +1,62 @@
+/* One stage's training state as every program drives it: model, optimizer, the window behind
+ * each phase=train log line, the accumulators behind each phase=test line, and its log file.
+ * necklace-train strings trainers together in one process; the stage runtime drives one. */
+#ifndef NK_TRAINER_H
+#define NK_TRAINER_H
+
+#include <stdio.h>
+
+#include "layers/model.h"
+#include "optim/optim.h"
+#include "src/chain.h"
+
+/* Keys the network runtime adds to train lines (have = 0: none). */
+struct trainer_net {
+	int have;
+	int inbox;
+	long dropped;
+	double rtt_ms;
+};
+
+struct trainer {
+	const struct chain *chain;
+	const struct chain_stage *cs;
+	int index;               /* position in the chain */
+	struct model *m;
+	struct optim *o;         /* NULL: this stage only forwards */
+	FILE *log;               /* LOGDIR/NAME.log, or NULL */
+	FILE *echo;              /* also write lines here (stdout), or NULL */
+	double t0;               /* start of the run: t= is seconds since */
+	int epoch;               /* for log lines; set by the driver */
+	long batch;              /* last batch id trained on */
+	struct trainer_net net;
+	double w_t0, w_loss;     /* current train-line window */
+	long w_correct, w_n, w_steps, w_batches;
+	double t_loss;           /* current test pass */
+	long t_correct, t_n;
+};
+
+/* Seed of stage idx's weights, derived from the chain's seed. */
+uint64_t trainer_seed(uint64_t chain_seed, int idx);
+
+/* Build stage `index` of chain for inputs of shape in; with_optim = 0 builds a forward-only
+ * stage. logdir may be NULL. */
+int trainer_new(struct trainer **out, const struct chain *c, int index, struct layer_dims in,
+		int with_optim, const char *logdir, char err[NK_ERR_LEN]);
+void trainer_free(struct trainer *t);
+
+/* Train on one batch (anytime: stops once *newer is set), account it in the window and log a
+ * phase=train line when the window is a second old. */
+int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, long batch,
+		  const volatile int *newer, char err[NK_ERR_LEN]);
+/* Log the pending train window now (no-op when empty). */
+void trainer_flush(struct trainer *t);
+/* Forward the body only: what goes downstream. Returns the body output [n][body dims]. */
+const float *trainer_body(struct trainer *t, const float *x, int n);
+/* Evaluate the head on a test batch (no training); the body output is then available from
+ * model_body_out(t->m). */
+void trainer_test_batch(struct trainer *t, const float *x, const int32_t *y, int n);
+/* Log the phase=test line of the pass and reset its accumulators; returns its accuracy. */
+double trainer_test_end(struct trainer *t);
+
+#endif
