@@ -16,7 +16,16 @@ struct conv2d {
 	float *col;     /* [threads][ckk][np] */
 	float *colt;    /* [threads][np][ckk] */
 	float *gpart;   /* [threads][nparams] */
+	/* For forward_channel: the input split by row and stride phase, rp [max_batch][C][hp][s][rw]
+	 * with rp[..][r][ph][j] = x[..][r - pad][s * j + ph - pad] (0 in the padding), so that one
+	 * output row is a sum of contiguous row segments. About the input's size (im2col would be
+	 * k * k / (s * s) times it). NULL when over RP_BUDGET: channels are computed directly. */
+	float *rp;
+	int hp, rw, rp_tried;
 };
+
+#define RP_BUDGET ((size_t)256 << 20)
+#define RP_MAX_OW 32 /* wider outputs are computed directly */
 
 /* Gather the receptive fields of one sample x [C][H][W]: element (r, p) goes to
  * col[r * rs + p * ps], r = (c * k + ki) * k + kj, p = oh * OW + ow; padding reads as 0. */
@@ -91,6 +100,7 @@ static int conv2d_init(struct layer *l, const struct chain_layer *spec, char err
 	cv->threads = nk_threads();
 	l->out = (struct layer_dims){spec->filters, oh, ow};
 	l->binary = spec->binary;
+	l->scale = spec->binary ? 1.0f / sqrtf((float)cv->ckk) : 1.0f;
 	l->nparams = (size_t)spec->filters * cv->ckk + spec->filters;
 	size_t cols = (size_t)cv->threads * cv->ckk * cv->np;
 	cv->col = nk_floats(cols);
@@ -109,6 +119,7 @@ static void conv2d_free(struct layer *l)
 	free(cv->col);
 	free(cv->colt);
 	free(cv->gpart);
+	free(cv->rp);
 	free(cv);
 	l->priv = NULL;
 }
@@ -140,10 +151,14 @@ static void conv2d_forward(struct layer *l, int n)
 				for (int p = 0; p < np; p++)
 					y[f * np + p] = b[f];
 			gemm_nn(K, np, ckk, l->w, ckk, col, np, y, np);
+			if (l->scale != 1.0f)
+				for (int j = 0; j < K * np; j++)
+					y[j] *= l->scale;
 		}
 	}
 }
 
+/* Binary layers (scale != 1) are trained by MCMC only: backward assumes scale == 1. */
 static void conv2d_backward(struct layer *l, int n)
 {
 	struct conv2d *cv = l->priv;
@@ -183,6 +198,137 @@ static void conv2d_backward(struct layer *l, int n)
 	}
 }
 
+static size_t rp_size(const struct layer *l, const struct conv2d *cv)
+{
+	return (size_t)l->in.c * cv->hp * cv->stride * cv->rw;
+}
+
+static void rp_fill(const struct layer *l, const struct conv2d *cv, const float *x, float *rp)
+{
+	const int s = cv->stride, pad = cv->pad, H = l->in.h, W = l->in.w;
+	for (int c = 0; c < l->in.c; c++)
+		for (int r = 0; r < cv->hp; r++)
+			for (int ph = 0; ph < s; ph++) {
+				float *dst = rp + (((size_t)c * cv->hp + r) * s + ph) * cv->rw;
+				int ih = r - pad;
+				for (int j = 0; j < cv->rw; j++) {
+					int iw = s * j + ph - pad;
+					dst[j] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? x[((size_t)c * H + ih) * W + iw] : 0.0f;
+				}
+			}
+}
+
+static void conv2d_channel_prepare(struct layer *l, int n)
+{
+	struct conv2d *cv = l->priv;
+	if (!cv->rp_tried) {
+		cv->rp_tried = 1;
+		/* Rows for whole blocks of output rows (8 / NV of them, see RP_PLANE). */
+		int rb = l->out.w <= 8 ? 8 : l->out.w <= 16 ? 4 : 2;
+		int ohr = (l->out.h + rb - 1) / rb * rb;
+		cv->hp = NK_MAX(l->in.h + 2 * cv->pad, cv->stride * (ohr - 1) + cv->k);
+		/* Room for reading a whole vector-width row (8 or 16) past the last output. */
+		int vw = l->out.w <= 8 ? 8 : l->out.w <= 16 ? 16 : 32;
+		cv->rw = vw + (cv->k - 1) / cv->stride;
+		size_t bytes = (size_t)l->max_batch * rp_size(l, cv) * sizeof(float);
+		if (bytes <= RP_BUDGET && l->out.w <= RP_MAX_OW && cv->k <= 64)
+			cv->rp = nk_floats((size_t)l->max_batch * rp_size(l, cv));
+	}
+	if (!cv->rp)
+		return;
+	const size_t per = rp_size(l, cv);
+#pragma omp parallel for schedule(static)
+	for (int i = 0; i < n; i++)
+		rp_fill(l, cv, l->x + (size_t)i * dims_size(l->in), cv->rp + i * per);
+}
+
+/* One output plane from the row-phase copy: out[oh][ow] = b + sum w[c][ki][kj] *
+ * rp[c][s oh + ki][kj % s][ow + kj / s]. Eight accumulators of 8 floats stay in registers: RB
+ * output rows of NV vectors each (RB * NV = 8), so each weight is loaded once per RB rows and
+ * the sums are independent. rp has rows enough for whole blocks of RB output rows. */
+#define RP_PLANE(NAME, NV)                                                                         \
+	NK_CLONES static void NAME(const struct layer *l, const struct conv2d *cv, const float *w,  \
+				   float b, const float *rp, float *out)                                \
+	{                                                                                          \
+		enum { RB = 8 / (NV) };                                                            \
+		const int k = cv->k, s = cv->stride, OW = l->out.w, rw = cv->rw;                   \
+		const size_t rstep = (size_t)s * s * rw; /* next output row, same ki */            \
+		int off[64];                                                                       \
+		for (int kj = 0; kj < k; kj++)                                                     \
+			off[kj] = (kj % s) * rw + kj / s;                                          \
+		for (int oh0 = 0; oh0 < l->out.h; oh0 += RB) {                                     \
+			nk_v8f acc[RB][NV];                                                           \
+			memset(acc, 0, sizeof acc);                                                \
+			for (int c = 0; c < l->in.c; c++)                                          \
+				for (int ki = 0; ki < k; ki++) {                                   \
+					const float *row = rp + (((size_t)c * cv->hp + s * oh0 + ki) * s) * rw; \
+					const float *wr = w + (c * k + ki) * k;                    \
+					for (int kj = 0; kj < k; kj++) {                           \
+						const float a = wr[kj], *src = row + off[kj];      \
+						for (int r = 0; r < RB; r++)                       \
+							for (int v = 0; v < NV; v++)               \
+								acc[r][v] += a * nk_load8(src + r * rstep + 8 * v); \
+					}                                                          \
+				}                                                                  \
+			for (int r = 0; r < RB && oh0 + r < l->out.h; r++) {                       \
+				float tmp[8 * NV];                                                 \
+				memcpy(tmp, acc[r], sizeof tmp);                                   \
+				for (int ow = 0; ow < OW; ow++)                                    \
+					out[(oh0 + r) * OW + ow] = (tmp[ow] + b) * l->scale;       \
+			}                                                                          \
+		}                                                                                  \
+	}
+RP_PLANE(rp_plane8, 1)
+RP_PLANE(rp_plane16, 2)
+RP_PLANE(rp_plane32, 4)
+
+/* One output plane straight from the input, for layers whose row-phase copy is too big to keep. */
+static void direct_plane(const struct layer *l, const struct conv2d *cv, const float *w, float b,
+			 const float *x, float *out)
+{
+	const int k = cv->k, s = cv->stride, pad = cv->pad, H = l->in.h, W = l->in.w;
+	for (int oh = 0; oh < l->out.h; oh++)
+		for (int ow = 0; ow < l->out.w; ow++) {
+			float acc = b;
+			for (int c = 0; c < l->in.c; c++)
+				for (int ki = 0; ki < k; ki++) {
+					int ih = oh * s - pad + ki;
+					if (ih < 0 || ih >= H)
+						continue;
+					for (int kj = 0; kj < k; kj++) {
+						int iw = ow * s - pad + kj;
+						if (iw >= 0 && iw < W)
+							acc += w[(c * k + ki) * k + kj] * x[(c * H + ih) * W + iw];
+					}
+				}
+			out[oh * l->out.w + ow] = acc;
+		}
+}
+
+static void conv2d_forward_channel(struct layer *l, int f, int n0, int n1, float *out)
+{
+	const struct conv2d *cv = l->priv;
+	const int ckk = cv->ckk, np = cv->np;
+	const float *w = l->w + (size_t)f * ckk, b = l->w[(size_t)l->out.c * ckk + f];
+	for (int i = n0; i < n1; i++) {
+		float *o = out + (size_t)(i - n0) * np;
+		if (cv->rp) {
+			const float *rp = cv->rp + (size_t)i * rp_size(l, cv);
+			if (l->out.w <= 8)
+				rp_plane8(l, cv, w, b, rp, o);
+			else if (l->out.w <= 16)
+				rp_plane16(l, cv, w, b, rp, o);
+			else
+				rp_plane32(l, cv, w, b, rp, o);
+			continue;
+		}
+		direct_plane(l, cv, w, b, l->x + (size_t)i * dims_size(l->in), o);
+		if (l->scale != 1.0f)
+			for (int p = 0; p < np; p++)
+				o[p] *= l->scale;
+	}
+}
+
 static long long conv2d_macs(const struct layer *l)
 {
 	const struct conv2d *cv = l->priv;
@@ -197,4 +343,6 @@ const struct layer_ops conv2d_ops = {
 	.forward = conv2d_forward,
 	.backward = conv2d_backward,
 	.macs = conv2d_macs,
+	.channel_prepare = conv2d_channel_prepare,
+	.forward_channel = conv2d_forward_channel,
 };

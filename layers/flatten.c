@@ -20,9 +20,15 @@ static void flatten_backward(struct layer *l, int n)
 		memcpy(l->dx, l->dy, sizeof(float) * n * dims_size(l->in));
 }
 
+static void flatten_map(const struct layer *l, const float *in, float *out, int cnt)
+{
+	memcpy(out, in, sizeof(float) * cnt * l->in.h * l->in.w);
+}
+
 const struct layer_ops flatten_ops = {
 	.kind = "flatten",
 	.init = flatten_init,
 	.forward = flatten_forward,
 	.backward = flatten_backward,
+	.map_planes = flatten_map,
 };

@@ -9,15 +9,6 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define NK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef NK_CLONES
-#define NK_CLONES
-#endif
-
 #define MB 4  /* rows of C per block */
 #define NB 16 /* columns of C per block: 4 x 16 keeps every accumulator in a register */
 

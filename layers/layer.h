@@ -24,6 +24,7 @@ struct layer {
 	char name[40];          /* "conv1", "linear2": used in logs (accept.conv1=) */
 	struct layer_dims in, out;
 	int binary;             /* weights in {-1,+1} */
+	float scale;            /* y = scale * (W x + b): 1, or 1/sqrt(fan_in) for binary layers */
 	size_t nparams;         /* weights then biases, laid out by the kind */
 	float *w;               /* [nparams] view into the model's parameter array */
 	float *g;               /* [nparams] view into the model's gradient array */
@@ -46,6 +47,16 @@ struct layer_ops {
 	/* Set l->g from l->dy (not accumulate), and l->dx when it is not NULL. */
 	void (*backward)(struct layer *l, int n);
 	long long (*macs)(const struct layer *l);                 /* optional: multiply-adds per sample */
+
+	/* Partial forward, for optimizers that change one output channel at a time. */
+	/* optional (conv): called once per new input l->x of n samples, before forward_channel. */
+	void (*channel_prepare)(struct layer *l, int n);
+	/* optional (conv): output channel f of samples [n0, n1) into out [n1 - n0][out.h * out.w],
+	 * from l->x and the current weights. Runs on the calling thread. */
+	void (*forward_channel)(struct layer *l, int f, int n0, int n1, float *out);
+	/* optional (channelwise kinds: relu, pools, gap, flatten): map cnt input channel planes
+	 * [cnt][in plane] to output planes [cnt][out plane], each plane on its own. */
+	void (*map_planes)(const struct layer *l, const float *in, float *out, int cnt);
 };
 
 /* Look a kind up by name ("conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten"). */

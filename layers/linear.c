@@ -12,6 +12,7 @@ static int linear_init(struct layer *l, const struct chain_layer *spec, char err
 		return nk_errf(err, NK_EINVAL, "%s: units must be positive", l->name);
 	l->out = (struct layer_dims){spec->units, 1, 1};
 	l->binary = spec->binary;
+	l->scale = spec->binary ? 1.0f / sqrtf((float)dims_size(l->in)) : 1.0f;
 	l->nparams = (size_t)spec->units * dims_size(l->in) + spec->units;
 	return 0;
 }
@@ -44,9 +45,13 @@ static void linear_forward(struct layer *l, int n)
 			memcpy(l->y + (size_t)i * O, b, sizeof(float) * O);
 		if (hi > lo)
 			gemm_nt(hi - lo, O, I, l->x + (size_t)lo * I, I, l->w, I, l->y + (size_t)lo * O, O);
+		if (l->scale != 1.0f)
+			for (size_t j = (size_t)lo * O; j < (size_t)hi * O; j++)
+				l->y[j] *= l->scale;
 	}
 }
 
+/* Binary layers (scale != 1) are trained by MCMC only: backward assumes scale == 1. */
 static void linear_backward(struct layer *l, int n)
 {
 	const int I = dims_size(l->in), O = l->out.c;

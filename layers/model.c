@@ -34,6 +34,10 @@ static int model_add(struct model *m, const struct chain_layer *spec, int idx, i
 	return 0;
 }
 
+/* Activation buffers are often a power of two long; a stagger of 16 floats (one cache line)
+ * between them keeps a layer's x and y from mapping to the same cache sets and 4 KiB aliases. */
+#define STAGGER 16
+
 /* Give every layer its parameter views, activations and input/gradient links. */
 static int model_wire(struct model *m, char err[NK_ERR_LEN])
 {
@@ -41,7 +45,7 @@ static int model_wire(struct model *m, char err[NK_ERR_LEN])
 	m->nparams = 0;
 	for (int i = 0; i < m->nlayers; i++) {
 		m->nparams += m->layers[i].nparams;
-		acts += 2 * (size_t)m->max_batch * dims_size(m->layers[i].out);
+		acts += 2 * ((size_t)m->max_batch * dims_size(m->layers[i].out) + STAGGER);
 	}
 	m->params = nk_floats(m->nparams);
 	m->grads = nk_floats(m->nparams);
@@ -53,7 +57,7 @@ static int model_wire(struct model *m, char err[NK_ERR_LEN])
 	int trainable_before = 0;
 	for (int i = 0; i < m->nlayers; i++) {
 		struct layer *l = &m->layers[i];
-		size_t len = (size_t)m->max_batch * dims_size(l->out);
+		size_t len = (size_t)m->max_batch * dims_size(l->out) + STAGGER;
 		l->w = m->params + p;
 		l->g = m->grads + p;
 		p += l->nparams;

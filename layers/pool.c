@@ -44,28 +44,39 @@ static void pool_free(struct layer *l)
 	l->priv = NULL;
 }
 
+/* One plane x [H][W] -> y [OH][OW]; arg (may be NULL) gets each maximum's input index. */
+static void max_plane(const struct layer *l, const struct pool *p, const float *x, float *y, int *arg)
+{
+	const int W = l->in.w, OW = l->out.w;
+	for (int oh = 0; oh < l->out.h; oh++)
+		for (int ow = 0; ow < OW; ow++) {
+			int best = (oh * p->stride) * W + ow * p->stride;
+			for (int i = 0; i < p->size; i++)
+				for (int j = 0; j < p->size; j++) {
+					int at = (oh * p->stride + i) * W + ow * p->stride + j;
+					if (x[at] > x[best])
+						best = at;
+				}
+			y[oh * OW + ow] = x[best];
+			if (arg)
+				arg[oh * OW + ow] = best;
+		}
+}
+
 static void maxpool_forward(struct layer *l, int n)
 {
 	const struct pool *p = l->priv;
-	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
-	const int planes = n * l->in.c;
+	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w, planes = n * l->in.c;
 #pragma omp parallel for schedule(static)
-	for (int q = 0; q < planes; q++) {
-		const float *x = l->x + (size_t)q * H * W;
-		for (int oh = 0; oh < OH; oh++)
-			for (int ow = 0; ow < OW; ow++) {
-				int best = (oh * p->stride) * W + ow * p->stride;
-				for (int i = 0; i < p->size; i++)
-					for (int j = 0; j < p->size; j++) {
-						int at = (oh * p->stride + i) * W + ow * p->stride + j;
-						if (x[at] > x[best])
-							best = at;
-					}
-				size_t o = (size_t)q * OH * OW + oh * OW + ow;
-				l->y[o] = x[best];
-				p->arg[o] = best;
-			}
-	}
+	for (int q = 0; q < planes; q++)
+		max_plane(l, p, l->x + (size_t)q * HW, l->y + (size_t)q * OHW, p->arg + (size_t)q * OHW);
+}
+
+static void maxpool_map(const struct layer *l, const float *in, float *out, int cnt)
+{
+	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w;
+	for (int q = 0; q < cnt; q++)
+		max_plane(l, l->priv, in + (size_t)q * HW, out + (size_t)q * OHW, NULL);
 }
 
 static void maxpool_backward(struct layer *l, int n)
@@ -81,23 +92,33 @@ static void maxpool_backward(struct layer *l, int n)
 			l->dx[(size_t)q * HW + p->arg[(size_t)q * OHW + o]] += l->dy[(size_t)q * OHW + o];
 }
 
+static void avg_plane(const struct layer *l, const struct pool *p, const float *x, float *y)
+{
+	const int W = l->in.w, OW = l->out.w;
+	const float scale = 1.0f / (p->size * p->size);
+	for (int oh = 0; oh < l->out.h; oh++)
+		for (int ow = 0; ow < OW; ow++) {
+			float s = 0.0f;
+			for (int i = 0; i < p->size; i++)
+				for (int j = 0; j < p->size; j++)
+					s += x[(oh * p->stride + i) * W + ow * p->stride + j];
+			y[oh * OW + ow] = s * scale;
+		}
+}
+
+static void avgpool_map(const struct layer *l, const float *in, float *out, int cnt)
+{
+	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w;
+	for (int q = 0; q < cnt; q++)
+		avg_plane(l, l->priv, in + (size_t)q * HW, out + (size_t)q * OHW);
+}
+
 static void avgpool_forward(struct layer *l, int n)
 {
-	const struct pool *p = l->priv;
-	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w, planes = n * l->in.c;
-	const float scale = 1.0f / (p->size * p->size);
+	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w, planes = n * l->in.c;
 #pragma omp parallel for schedule(static)
-	for (int q = 0; q < planes; q++) {
-		const float *x = l->x + (size_t)q * H * W;
-		for (int oh = 0; oh < OH; oh++)
-			for (int ow = 0; ow < OW; ow++) {
-				float s = 0.0f;
-				for (int i = 0; i < p->size; i++)
-					for (int j = 0; j < p->size; j++)
-						s += x[(oh * p->stride + i) * W + ow * p->stride + j];
-				l->y[(size_t)q * OH * OW + oh * OW + ow] = s * scale;
-			}
-	}
+	for (int q = 0; q < planes; q++)
+		avg_plane(l, l->priv, l->x + (size_t)q * HW, l->y + (size_t)q * OHW);
 }
 
 static void avgpool_backward(struct layer *l, int n)
@@ -127,16 +148,23 @@ static int gap_init(struct layer *l, const struct chain_layer *spec, char err[NK
 	return 0;
 }
 
-static void gap_forward(struct layer *l, int n)
+static void gap_map(const struct layer *l, const float *in, float *out, int cnt)
 {
-	const int HW = l->in.h * l->in.w, planes = n * l->in.c;
-#pragma omp parallel for schedule(static)
-	for (int q = 0; q < planes; q++) {
+	const int HW = l->in.h * l->in.w;
+	for (int q = 0; q < cnt; q++) {
 		float s = 0.0f;
 		for (int i = 0; i < HW; i++)
-			s += l->x[(size_t)q * HW + i];
-		l->y[q] = s / HW;
+			s += in[(size_t)q * HW + i];
+		out[q] = s / HW;
 	}
+}
+
+static void gap_forward(struct layer *l, int n)
+{
+	const int planes = n * l->in.c, HW = l->in.h * l->in.w;
+#pragma omp parallel for schedule(static)
+	for (int q = 0; q < planes; q++)
+		gap_map(l, l->x + (size_t)q * HW, l->y + q, 1);
 }
 
 static void gap_backward(struct layer *l, int n)
@@ -156,6 +184,7 @@ const struct layer_ops maxpool_ops = {
 	.free = pool_free,
 	.forward = maxpool_forward,
 	.backward = maxpool_backward,
+	.map_planes = maxpool_map,
 };
 
 const struct layer_ops avgpool_ops = {
@@ -164,6 +193,7 @@ const struct layer_ops avgpool_ops = {
 	.free = pool_free,
 	.forward = avgpool_forward,
 	.backward = avgpool_backward,
+	.map_planes = avgpool_map,
 };
 
 const struct layer_ops gap_ops = {
@@ -171,4 +201,5 @@ const struct layer_ops gap_ops = {
 	.init = gap_init,
 	.forward = gap_forward,
 	.backward = gap_backward,
+	.map_planes = gap_map,
 };

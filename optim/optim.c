@@ -6,6 +6,7 @@
 
 static const struct optim_ops *const kinds[] = {
 	[OPTIM_SGD] = &sgd_ops,
+	[OPTIM_MCMC] = &mcmc_ops,
 };
 
 int optim_new(struct optim **out, struct model *m, const struct chain_optim *cfg, uint64_t seed,

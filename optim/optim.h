@@ -35,7 +35,7 @@ struct optim_ops {
 		     struct optim_stats *st);
 };
 
-extern const struct optim_ops sgd_ops;
+extern const struct optim_ops sgd_ops, mcmc_ops;
 
 int optim_new(struct optim **out, struct model *m, const struct chain_optim *cfg, uint64_t seed,
 	      char err[NK_ERR_LEN]);

@@ -158,6 +158,56 @@ Test(conv2d, matches_naive_3x3_pad1) { conv_case(2, 3, 9, 5, 3, 1, 1); }
 Test(conv2d, matches_naive_11x11_pad5) { conv_case(2, 4, 8, 6, 11, 1, 5); }
 Test(conv2d, matches_naive_odd_sizes) { conv_case(5, 2, 7, 3, 2, 2, 1); }
 
+Test(conv2d, binary_scales_by_fan_in)
+{
+	struct fixture f;
+	struct chain_layer spec = {.kind = "conv", .filters = 3, .kernel = 3, .stride = 1, .pad = 1, .binary = 1};
+	fx_new(&f, &conv2d_ops, spec, (struct layer_dims){2, 5, 5}, 2, 5);
+	cr_assert_float_eq(f.l.scale, 1.0 / sqrt(18.0), 1e-7);
+	struct nk_rng r;
+	rng_seed(&r, 1);
+	conv2d_ops.init_params(&f.l, &r);
+	for (size_t i = 0; i < f.l.nparams; i++)
+		cr_assert(f.l.w[i] == 1.0f || f.l.w[i] == -1.0f, "binary weight %g", f.l.w[i]);
+	size_t nout = 2 * 3 * 25;
+	float *ref = malloc(sizeof(float) * nout);
+	naive_conv(&f, 3, 3, 1, 1, ref);
+	f.l.ops->forward(&f.l, 2);
+	for (size_t i = 0; i < nout; i++)
+		cr_assert_float_eq(f.l.y[i], ref[i] * f.l.scale, 1e-5, "y[%zu]", i);
+	free(ref);
+	fx_free(&f);
+}
+
+Test(conv2d, channel_forward_matches_forward)
+{
+	/* forward_channel (row-phase copy, and direct for wide outputs) against the full forward. */
+	const int cases[][7] = {{2, 28, 32, 7, 3, 0, 5}, {3, 9, 5, 3, 1, 1, 4}, {2, 8, 6, 11, 1, 5, 3},
+				{1, 40, 2, 3, 1, 1, 2}, {2, 20, 3, 5, 1, 2, 3}};
+	for (int c = 0; c < 5; c++) {
+		const int *v = cases[c];
+		struct fixture f;
+		struct chain_layer spec = {.kind = "conv", .filters = v[2], .kernel = v[3], .stride = v[4], .pad = v[5]};
+		fx_new(&f, &conv2d_ops, spec, (struct layer_dims){v[0], v[1], v[1]}, v[6], 3);
+		f.l.ops->forward(&f.l, f.n);
+		f.l.ops->channel_prepare(&f.l, f.n);
+		int np = f.l.out.h * f.l.out.w;
+		float *out = malloc(sizeof(float) * f.n * np);
+		for (int ch = 0; ch < v[2]; ch++) {
+			f.l.ops->forward_channel(&f.l, ch, 1, f.n, out);
+			for (int i = 1; i < f.n; i++)
+				for (int p = 0; p < np; p++) {
+					float want = f.l.y[((size_t)i * v[2] + ch) * np + p];
+					cr_assert(fabsf(out[(i - 1) * np + p] - want) <= 1e-4f * (1 + fabsf(want)),
+						  "case %d channel %d sample %d pos %d: %g vs %g", c, ch, i, p,
+						  out[(i - 1) * np + p], want);
+				}
+		}
+		free(out);
+		fx_free(&f);
+	}
+}
+
 Test(conv2d, refuses_kernel_larger_than_input)
 {
 	struct layer l = {.in = {1, 4, 4}, .max_batch = 1};
