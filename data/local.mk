@@ -9,3 +9,4 @@ tests_test_idx_SOURCES = tests/test_idx.c
 tests_test_idx_LDADD = $(TEST_LIBS)
 tests_test_batcher_SOURCES = tests/test_batcher.c
 tests_test_batcher_LDADD = $(TEST_LIBS)
+nobase_dist_pkgdata_DATA += data/chains/fmnist-5.json data/chains/fmnist-5-sgd.json

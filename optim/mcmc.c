@@ -255,13 +255,9 @@ static void commit(struct mcmc *mc, struct model *m, const struct mlayer *ml)
 {
 	swap_logits(mc);
 	if (ml->path == PATH_CHANNEL) {
+		/* The model's own activations from the conv layer on are left stale: a full-path move
+		 * recomputes them from an earlier layer, and callers forward again after training. */
 		const int f = mc->mv.filter;
-		for (int j = 0; j < mc->nchan; j++) {
-			struct layer *l = &m->layers[mc->chan_from + j];
-			const int P = mc->plane[j], size = dims_size(l->out);
-			for (int i = 0; i < mc->n; i++)
-				memcpy(l->y + (size_t)i * size + (size_t)f * P, mc->chan[j] + (size_t)i * P, sizeof(float) * P);
-		}
 		const int P = mc->plane[mc->nchan - 1];
 		const float *last = mc->chan[mc->nchan - 1];
 		memcpy(mc->xc + (size_t)f * mc->ld * P, last, sizeof(float) * mc->n * P);

@@ -29,8 +29,9 @@ struct optim_ops {
 	const char *name;
 	int (*init)(struct optim *o, char err[NK_ERR_LEN]);
 	void (*free)(struct optim *o);  /* optional */
-	/* Up to cfg.iters steps on x [n][in], y [n]; returns early once *newer is non-zero (a newer
-	 * batch waits). newer may be NULL. */
+	/* Up to cfg.iters steps on x [n][in], y [n] (at least one); returns early once *newer is
+	 * non-zero (a newer batch waits). newer may be NULL. The model's activations are stale
+	 * afterwards: forward again before reading them. */
 	int (*train)(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
 		     struct optim_stats *st);
 };

@@ -19,14 +19,18 @@ struct bench_opts {
 	double seconds;       /* per figure */
 };
 
+#include "src/bench.h" /* the benchmarks in their own files; they read struct bench_opts */
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: necklace-bench [--chains DIR] [--seconds S] [conv|sgd ...]\n"
+	fprintf(f, "usage: necklace-bench [--chains DIR] [--seconds S] [conv|sgd|mcmc ...]\n"
 		   "\n"
 		   "Measure throughput; prints one logfmt line per figure (default: all benchmarks).\n"
 		   "  conv   conv2d forward GFLOP/s on the reference shapes (bench=conv shape= ms= gflops=)\n"
 		   "  sgd    SGD training samples/s on the seed-1 chain (bench=sgd samples_s=)\n"
-		   "  --chains DIR   folder holding seed-1.json (default %s/data/chains)\n"
+		   "  mcmc   MCMC proposals/s on the seed-1-mcmc chain, batch set-up included (bench=mcmc props_s=)\n"
+		   "  link   512x32x8x8 batches over a loopback link, encode to decode (bench=link mb_s= frames_s=)\n"
+		   "  --chains DIR   folder holding seed-1.json and seed-1-mcmc.json (default %s/data/chains)\n"
 		   "  --seconds S    time spent on each figure (default 2)\n"
 		   "  -h, --help     this text\n",
 		   NK_DATADIR);
@@ -181,12 +185,33 @@ static int bench_sgd(const struct bench_opts *o)
 	return 0;
 }
 
+static int bench_mcmc(const struct bench_opts *o)
+{
+	double t;
+	int B, iters;
+	int rc = time_stage(o, "seed-1-mcmc.json", &t, &B, &iters);
+	if (rc)
+		return rc;
+	struct logfmt lf;
+	lf_begin(&lf);
+	lf_str(&lf, "bench", "mcmc");
+	lf_str(&lf, "chain", "seed-1-mcmc");
+	lf_int(&lf, "batch", B);
+	lf_int(&lf, "iters", iters);
+	lf_num(&lf, "us_prop", t * 1e6 / iters, 2);
+	lf_int(&lf, "props_s", (long long)(iters / t));
+	lf_write(&lf, stdout, NULL);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(const struct bench_opts *o);
 } benches[] = {
 	{"conv", bench_conv},
 	{"sgd", bench_sgd},
+	{"mcmc", bench_mcmc},
+	{"link", bench_link},
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 

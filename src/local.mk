@@ -13,3 +13,12 @@ tests_test_core_LDADD = $(TEST_LIBS)
 bin_PROGRAMS += necklace-train necklace-bench
 necklace_train_SOURCES = src/train.c
 necklace_bench_SOURCES = src/bench.c
+
+# The chain runtime's programs and the link benchmark (libevent, protobuf-c: NET_LIBS).
+bin_PROGRAMS += necklace-stage necklace-run
+necklace_stage_SOURCES = src/stage.c
+necklace_stage_LDADD = $(NET_LIBS)
+necklace_run_SOURCES = src/run.c
+necklace_run_LDADD = $(NET_LIBS)
+necklace_bench_SOURCES += src/bench.h src/bench_link.c
+necklace_bench_LDADD = $(NET_LIBS)

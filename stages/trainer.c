@@ -27,6 +27,11 @@ static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
 	return f;
 }
 
+FILE *trainer_open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
+{
+	return open_log(dir, name, err);
+}
+
 int trainer_new(struct trainer **out, const struct chain *c, int index, struct layer_dims in,
 		int with_optim, const char *logdir, char err[NK_ERR_LEN])
 {
@@ -102,6 +107,10 @@ void trainer_flush(struct trainer *t)
 		lf_int(&l, "inbox", t->net.inbox);
 		lf_int(&l, "dropped", t->net.dropped);
 		lf_num(&l, "rtt_ms", t->net.rtt_ms, 3);
+		if (t->net.unsent)
+			lf_int(&l, "unsent", t->net.unsent);
+		if (t->net.chain_ms > 0)
+			lf_num(&l, "chain_ms", t->net.chain_ms, 1);
 	}
 	lf_write(&l, t->echo, t->log);
 	t->w_t0 = nk_now();

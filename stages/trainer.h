@@ -16,6 +16,8 @@ struct trainer_net {
 	int inbox;
 	long dropped;
 	double rtt_ms;
+	long unsent;             /* frames this stage could not hand downstream (0: key left out) */
+	double chain_ms;         /* in-chain time of the last batch forwarded (0: key left out) */
 };
 
 struct trainer {
@@ -35,6 +37,10 @@ struct trainer {
 	double t_loss;           /* current test pass */
 	long t_correct, t_n;
 };
+
+/* Open (append) LOGDIR/NAME.log, creating LOGDIR; NULL with err filled on failure. A driver that
+ * opens the log itself sets t->log and clears it again before trainer_free. */
+FILE *trainer_open_log(const char *dir, const char *name, char err[NK_ERR_LEN]);
 
 /* Seed of stage idx's weights, derived from the chain's seed. */
 uint64_t trainer_seed(uint64_t chain_seed, int idx);

@@ -1,0 +1,116 @@
+/* necklace-stage: run one stage of a chain on this device; its role comes from its position. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/chain.h"
+#include "stages/stage.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: necklace-stage -c CHAIN -s NAME [--log-dir DIR] [--seconds S] [--quiet]\n"
+		   "\n"
+		   "Run stage NAME of the chain: listen for its upstream at its \"listen\" address,\n"
+		   "connect to its downstream (reconnecting as needed), train on the batches that\n"
+		   "arrive and pass the body output on. The first stage reads the data set; when it\n"
+		   "is done it sends the test set through the chain, then Stop, and every stage exits.\n"
+		   "  -c, --chain FILE   chain file (JSON); every stage must use the same file\n"
+		   "  -s, --stage NAME   which stage of the chain this is\n"
+		   "      --log-dir DIR  append logfmt lines to DIR/NAME.log (default: logs)\n"
+		   "      --seconds S    first stage: train S seconds, then test and stop the chain;\n"
+		   "                     other stages: stop after S seconds at the latest\n"
+		   "      --inbox N      train batches waiting at most (default 4; older ones are dropped)\n"
+		   "  -q, --quiet        do not also print the lines on stdout\n"
+		   "  -h, --help         this text\n"
+		   "SIGINT/SIGTERM stop the stage cleanly. Exit status: 0 done, 1 runtime failure,\n"
+		   "2 bad usage or chain file.\n");
+}
+
+static int positive(const char *opt, const char *arg, double *out)
+{
+	char *end;
+	*out = strtod(arg, &end);
+	if (*end || !(*out > 0)) {
+		fprintf(stderr, "necklace-stage: %s wants a positive number, not '%s'\n", opt, arg);
+		return 0;
+	}
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"chain", required_argument, 0, 'c'}, {"stage", required_argument, 0, 's'},
+		{"log-dir", required_argument, 0, 'l'}, {"seconds", required_argument, 0, 't'},
+		{"inbox", required_argument, 0, 'i'}, {"quiet", no_argument, 0, 'q'},
+		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+	};
+	const char *chain_path = NULL, *name = NULL;
+	struct stage_opts o = {.logdir = "logs", .echo = 1, .stop = &stop_flag};
+	double v;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:s:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': chain_path = optarg; break;
+		case 's': name = optarg; break;
+		case 'l': o.logdir = optarg; break;
+		case 'q': o.echo = 0; break;
+		case 't':
+			if (!positive("--seconds", optarg, &o.seconds))
+				return 2;
+			break;
+		case 'i':
+			if (!positive("--inbox", optarg, &v) || v != (int)v)
+				return 2;
+			o.inbox = (int)v;
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!chain_path || !name || optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	char err[NK_ERR_LEN] = "";
+	struct chain *ch = NULL;
+	int rc = chain_load(&ch, chain_path, err), idx = -1;
+	if (rc == 0 && (idx = chain_stage_index(ch, name)) < 0)
+		rc = nk_errf(err, NK_ENOENT, "%s: no stage named '%s'", chain_path, name);
+	int in_c = 0, in_h = 0, in_w = 0;
+	char derr[NK_ERR_LEN];
+	/* with the data set here, check every stage's shapes; else only the network part */
+	if (rc == 0 && stage_data_dims(ch, &in_c, &in_h, &in_w, derr) != 0) {
+		if (idx == 0) {
+			snprintf(err, sizeof err, "%s", derr);
+			rc = NK_ENOENT;
+		}
+		in_c = 0;
+	}
+	if (rc == 0)
+		rc = stage_check_chain(ch, in_c, in_h, in_w, err);
+	if (rc) {
+		fprintf(stderr, "necklace-stage: %s\n", err);
+		chain_free(ch);
+		return rc == NK_ENOMEM ? 1 : 2;
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	rc = stage_run(ch, idx, &o, err);
+	if (rc)
+		fprintf(stderr, "necklace-stage: %s: %s\n", name, err);
+	chain_free(ch);
+	return rc == 0 ? 0 : stage_err_is_config(rc) ? 2 : 1;
+}
