@@ -167,41 +167,42 @@ static int time_stage(const struct bench_opts *o, const char *file, double *secs
 	return rc;
 }
 
-static int bench_sgd(const struct bench_opts *o)
+/* One line for a chain's first stage: SGD as samples/s, MCMC as proposals/s (each per
+ * optim_train call, batch set-up included). */
+static int bench_chain(const struct bench_opts *o, const char *bench, const char *chain)
 {
+	char file[128];
 	double t;
 	int B, iters;
-	int rc = time_stage(o, "seed-1.json", &t, &B, &iters);
+	snprintf(file, sizeof file, "%s.json", chain);
+	int rc = time_stage(o, file, &t, &B, &iters);
 	if (rc)
 		return rc;
 	struct logfmt lf;
 	lf_begin(&lf);
-	lf_str(&lf, "bench", "sgd");
-	lf_str(&lf, "chain", "seed-1");
+	lf_str(&lf, "bench", bench);
+	lf_str(&lf, "chain", chain);
 	lf_int(&lf, "batch", B);
-	lf_num(&lf, "ms_batch", t * 1e3 / iters, 3);
-	lf_int(&lf, "samples_s", (long long)(B * iters / t));
+	lf_int(&lf, "iters", iters);
+	if (strcmp(bench, "mcmc") == 0) {
+		lf_num(&lf, "us_prop", t * 1e6 / iters, 2);
+		lf_int(&lf, "props_s", (long long)(iters / t));
+	} else {
+		lf_num(&lf, "ms_batch", t * 1e3 / iters, 3);
+		lf_int(&lf, "samples_s", (long long)(B * iters / t));
+	}
 	lf_write(&lf, stdout, NULL);
 	return 0;
 }
 
+static int bench_sgd(const struct bench_opts *o)
+{
+	return bench_chain(o, "sgd", "seed-1");
+}
+
 static int bench_mcmc(const struct bench_opts *o)
 {
-	double t;
-	int B, iters;
-	int rc = time_stage(o, "seed-1-mcmc.json", &t, &B, &iters);
-	if (rc)
-		return rc;
-	struct logfmt lf;
-	lf_begin(&lf);
-	lf_str(&lf, "bench", "mcmc");
-	lf_str(&lf, "chain", "seed-1-mcmc");
-	lf_int(&lf, "batch", B);
-	lf_int(&lf, "iters", iters);
-	lf_num(&lf, "us_prop", t * 1e6 / iters, 2);
-	lf_int(&lf, "props_s", (long long)(iters / t));
-	lf_write(&lf, stdout, NULL);
-	return 0;
+	return bench_chain(o, "mcmc", "seed-1-mcmc");
 }
 
 static const struct {
