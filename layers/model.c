@@ -142,11 +142,16 @@ void model_forward(struct model *m, const float *x, int n)
 	model_forward_from(m, 0, n);
 }
 
-void model_forward_body(struct model *m, const float *x, int n)
+void model_forward_to(struct model *m, const float *x, int to, int n)
 {
 	m->layers[0].x = x;
-	for (int i = 0; i < m->nbody; i++)
+	for (int i = 0; i < to; i++)
 		m->layers[i].ops->forward(&m->layers[i], n);
+}
+
+void model_forward_body(struct model *m, const float *x, int n)
+{
+	model_forward_to(m, x, m->nbody, n);
 }
 
 double model_loss(struct model *m, const int32_t *y, int n, int *correct, int grad)

@@ -28,6 +28,8 @@ void model_free(struct model *m);
 void model_forward(struct model *m, const float *x, int n);
 /* Forward x through the body only: what the stage sends downstream. */
 void model_forward_body(struct model *m, const float *x, int n);
+/* Forward x through layers [0, to). */
+void model_forward_to(struct model *m, const float *x, int to, int n);
 /* Forward from layer `from` on, its input already in place. */
 void model_forward_from(struct model *m, int from, int n);
 /* Mean cross-entropy of the head on labels y; with grad, also fills the head's output gradient. */

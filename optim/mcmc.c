@@ -236,6 +236,41 @@ static void by_channel(struct mcmc *mc, const float *x)
 			       sizeof(float) * P);
 }
 
+/* lt [O][ld] = scale (W xT + b) for the batch: the head's logits from its transposed input, as
+ * one GEMM whose inner loops run along the samples. */
+static void head_logits(struct mcmc *mc, const struct layer *h)
+{
+	const int n = mc->n, ld = mc->ld, O = mc->O, I = mc->I;
+	const float *b = h->w + (size_t)O * I;
+#pragma omp parallel
+	{
+		int lo, hi;
+		split(n, &lo, &hi);
+		for (int o = 0; o < O; o++)
+			for (int i = lo; i < hi; i++)
+				mc->lt[(size_t)o * ld + i] = b[o];
+		if (hi > lo)
+			gemm_nn(O, hi - lo, I, h->w, I, mc->xT + lo, ld, mc->lt + lo, ld);
+		for (int o = 0; o < O && h->scale != 1.0f; o++)
+			for (int i = lo; i < hi; i++)
+				mc->lt[(size_t)o * ld + i] *= h->scale;
+	}
+}
+
+/* Samples of the batch whose largest logit is their label's. */
+static int correct(const struct mcmc *mc)
+{
+	int hits = 0;
+	for (int i = 0; i < mc->n; i++) {
+		int best = 0;
+		for (int o = 1; o < mc->O; o++)
+			if (mc->lt[(size_t)o * mc->ld + i] > mc->lt[(size_t)best * mc->ld + i])
+				best = o;
+		hits += best == mc->y[i];
+	}
+	return hits;
+}
+
 static double eval_full(struct mcmc *mc, struct model *m, int li)
 {
 	model_forward_from(m, li, mc->n);
@@ -322,16 +357,17 @@ static int mcmc_train(struct optim *o, const float *x, const int32_t *y, int n, 
 {
 	struct mcmc *mc = o->priv;
 	struct model *m = o->m;
-	model_forward(m, x, n);
-	st->loss = model_loss(m, y, n, &st->correct, 0);
 	mc->y = y;
 	mc->n = n;
-	transpose(model_logits(m), n, mc->O, mc->lt, mc->ld);
+	model_forward_to(m, x, mc->head, n);
 	transpose(m->layers[mc->head].x, n, mc->I, mc->xT, mc->ld);
+	head_logits(mc, &m->layers[mc->head]);
 	by_channel(mc, m->layers[mc->head].x);
 	if (mc->chan_from >= 0)
 		m->layers[mc->chan_from].ops->channel_prepare(&m->layers[mc->chan_from], n);
 	mc->loss = loss_range(mc->lt, mc->ld, mc->O, y, 0, n) / n;
+	st->loss = mc->loss;
+	st->correct = correct(mc);
 	int iters = o->cfg.iters > 0 ? o->cfg.iters : 200;
 	for (int it = 0; it < iters && !(it > 0 && newer && *newer); it++) {
 		propose(o, mc);
