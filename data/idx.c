@@ -229,12 +229,3 @@ int ds_idx_load(struct ds **out, const char *images, const char *labels, int cla
 	*out = d;
 	return 0;
 }
-
-void ds_free(struct ds *d)
-{
-	if (!d)
-		return;
-	free(d->x);
-	free(d->y);
-	free(d);
-}

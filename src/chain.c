@@ -1,135 +1,19 @@
 /* Chain-file parser: JSON text to a validated struct chain, or one message naming the bad spot. */
-#include "src/chain.h"
+#include "src/chain_int.h"
 
 #include <errno.h>
-#include <jansson.h>
-#include <limits.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define JP_LEN 256 /* a JSON path such as stages[0].layers[1].conv.filters */
-
-struct pctx {
-	const char *origin;     /* file name for messages */
-	const char *base_dir;   /* relative data paths resolve against this (NULL: leave relative) */
-	char *err;
-	int classes;            /* data.classes, needed by the head */
-};
-
-/* ---- messages and JSON paths ---- */
-
-/* "ORIGIN: json.path: what" (NK_EINVAL). */
-static int __attribute__((format(printf, 3, 4)))
-bad(struct pctx *c, const char *jp, const char *fmt, ...)
-{
-	char what[NK_ERR_LEN];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof what, fmt, ap);
-	va_end(ap);
-	return nk_errf(c->err, NK_EINVAL, "%s: %s: %s", c->origin, jp[0] ? jp : "(top level)", what);
-}
-
-static int nomem(struct pctx *c)
-{
-	return nk_errf(c->err, NK_ENOMEM, "%s: out of memory", c->origin);
-}
-
-/* A path that did not fit ends in "...". */
-static const char *jp_fit(char out[JP_LEN], int n)
-{
-	if (n >= JP_LEN)
-		memcpy(out + JP_LEN - 4, "...", 4);
-	return out;
-}
-
-static const char *jp_key(char out[JP_LEN], const char *jp, const char *key)
-{
-	return jp_fit(out, snprintf(out, JP_LEN, "%s%s%s", jp, jp[0] ? "." : "", key));
-}
-
-static const char *jp_idx(char out[JP_LEN], const char *jp, size_t i)
-{
-	return jp_fit(out, snprintf(out, JP_LEN, "%s[%zu]", jp, i));
-}
-
-static const char *type_name(const json_t *v)
-{
-	static const char *const names[] = {
-		[JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array", [JSON_STRING] = "a string",
-		[JSON_INTEGER] = "an integer", [JSON_REAL] = "a real number",
-		[JSON_TRUE] = "a boolean", [JSON_FALSE] = "a boolean", [JSON_NULL] = "null",
-	};
-	return v ? names[json_typeof(v)] : "nothing";
-}
-
-/* Zeroed array of n elements; never NULL for n == 0 so that NULL always means out of memory. */
-static void *zalloc(size_t n, size_t size)
-{
-	return calloc(n ? n : 1, size);
-}
-
-/* ---- option fields, described by tables ---- */
-
-enum ftype {
-	F_SKIP,     /* allowed key whose value the caller parses itself */
-	F_INT,      /* integer in [lo, hi] -> int */
-	F_U64,      /* integer >= lo -> uint64_t */
-	F_NUM,      /* number between lo and hi (open ends as flagged) -> double */
-	F_BOOL,     /* true/false -> int */
-};
-enum { OPT = 0, REQ = 1 };
-
-struct field {
-	const char *key;
-	enum ftype type;
-	int req;
-	double lo, hi;                  /* a range below, for F_NUM */
-	unsigned char lo_open, hi_open; /* F_NUM: exclusive bounds */
-	double dflt;                    /* stored when the key is absent (not for F_SKIP) */
-	size_t off;                     /* where the value goes in the target struct */
-};
-
-#define SKIP_F(k, req) {k, F_SKIP, req, 0, 0, 0, 0, 0, 0}
-#define INT_F(k, req, lo, dflt, st, m) {k, F_INT, req, lo, INT_MAX, 0, 0, dflt, offsetof(st, m)}
-#define NUM_F(k, ...) NUM_F_(k, __VA_ARGS__) /* lets a range macro fill four arguments */
-#define NUM_F_(k, lo, hi, lopen, hopen, dflt, st, m) \
-	{k, F_NUM, OPT, lo, hi, lopen, hopen, dflt, offsetof(st, m)}
-#define BOOL_F(k, dflt, st, m) {k, F_BOOL, OPT, 0, 1, 0, 0, dflt, offsetof(st, m)}
-#define END_F {NULL, F_SKIP, 0, 0, 0, 0, 0, 0, 0}
-#define R_ANY -HUGE_VAL, HUGE_VAL, 0, 0
-#define R_GT0 0, HUGE_VAL, 1, 0         /* (0, inf) */
-#define R_GE0 0, HUGE_VAL, 0, 0         /* [0, inf) */
-#define R_PROB 0, 1, 1, 0               /* (0, 1] */
-#define R_FRAC 0, 1, 0, 1               /* [0, 1) */
+/* ---- option tables ---- */
 
 static const struct field top_fields[] = {
 	SKIP_F("chain", REQ), {"seed", F_U64, OPT, 0, 0, 0, 0, 1, offsetof(struct chain, seed)},
-	SKIP_F("data", REQ), SKIP_F("stages", REQ), END_F,
-};
-
-static const struct field data_fields[] = {
-	SKIP_F("format", OPT), SKIP_F("dir", OPT), SKIP_F("train", REQ), SKIP_F("test", OPT),
-	INT_F("classes", OPT, 2, 10, struct chain_data, classes),
-	INT_F("batch", OPT, 1, 64, struct chain_data, batch),
-	INT_F("epochs", OPT, 1, 1, struct chain_data, epochs),
-	INT_F("test_every", OPT, 0, 0, struct chain_data, test_every),
-	BOOL_F("shuffle", 1, struct chain_data, shuffle),
-	SKIP_F("normalize", OPT),
-	NUM_F("rate", R_GE0, 0, struct chain_data, rate),
-	INT_F("limit", OPT, 0, 0, struct chain_data, limit),
-	END_F,
-};
-
-static const struct field normalize_fields[] = {
-	NUM_F("mean", R_ANY, 0, struct chain_data, mean),
-	NUM_F("std", R_GT0, 1, struct chain_data, std),
-	END_F,
+	SKIP_F("data", REQ), SKIP_F("stages", REQ),
+	SKIP_F("state_dir", OPT), INT_F("checkpoint_every", OPT, 0, 200, struct chain, checkpoint_every),
+	INT_F("test_limit", OPT, 0, 0, struct chain, test_limit), END_F,
 };
 
 static const struct field stage_fields[] = {
@@ -169,148 +53,6 @@ static const struct field dist_fields[] = {
 	NUM_F("df", R_GT0, 1, struct chain_dist, df),
 	END_F,
 };
-
-/* What a field accepts, for messages: "a positive integer", "a number in (0, 1]". */
-static const char *field_want(const struct field *f, char *buf, size_t n)
-{
-	if (f->type == F_BOOL)
-		return "true or false";
-	if (f->type != F_NUM) {
-		if (f->lo == 1 || f->lo == 0)
-			return f->lo == 1 ? "a positive integer" : "a non-negative integer";
-		snprintf(buf, n, "an integer >= %g", f->lo);
-	} else if (isinf(f->lo) && isinf(f->hi)) {
-		return "a number";
-	} else if (isinf(f->hi)) {
-		snprintf(buf, n, "a number %s %g", f->lo_open ? ">" : ">=", f->lo);
-	} else {
-		snprintf(buf, n, "a number in %c%g, %g%c", f->lo_open ? '(' : '[', f->lo, f->hi,
-			 f->hi_open ? ')' : ']');
-	}
-	return buf;
-}
-
-static int num_ok(const struct field *f, double x)
-{
-	if (f->lo_open ? !(x > f->lo) : !(x >= f->lo))
-		return 0;
-	return f->hi_open ? x < f->hi : x <= f->hi;
-}
-
-/* Store x as the field's C type (F_U64 values above 2^53 go through field_store instead). */
-static void field_put(const struct field *f, void *target, double x)
-{
-	char *p = (char *)target + f->off;
-	if (f->type == F_NUM)
-		*(double *)p = x;
-	else if (f->type == F_U64)
-		*(uint64_t *)p = (uint64_t)x;
-	else if (f->type != F_SKIP)
-		*(int *)p = (int)x;
-}
-
-/* Check v (found at path jp) against f and store it in target. */
-static int field_store(struct pctx *c, const char *jp, const json_t *v, const struct field *f,
-		       void *target)
-{
-	char want[64];
-	const char *w = field_want(f, want, sizeof want);
-	if (f->type == F_BOOL) {
-		if (!json_is_boolean(v))
-			return bad(c, jp, "expected %s, got %s", w, type_name(v));
-		field_put(f, target, json_is_true(v));
-	} else if (f->type == F_INT || f->type == F_U64) {
-		if (!json_is_integer(v))
-			return bad(c, jp, "expected %s, got %s", w, type_name(v));
-		json_int_t x = json_integer_value(v);
-		if (x < (json_int_t)f->lo || (f->type == F_INT && x > (json_int_t)f->hi))
-			return bad(c, jp, "expected %s, got %lld", w, (long long)x);
-		if (f->type == F_U64)
-			*(uint64_t *)((char *)target + f->off) = (uint64_t)x;
-		else
-			field_put(f, target, (double)x);
-	} else if (f->type == F_NUM) {
-		if (!json_is_number(v))
-			return bad(c, jp, "expected %s, got %s", w, type_name(v));
-		if (!num_ok(f, json_number_value(v)))
-			return bad(c, jp, "expected %s, got %g", w, json_number_value(v));
-		field_put(f, target, json_number_value(v));
-	}
-	return 0;
-}
-
-static void key_list(const struct field *fs, char *buf, size_t n)
-{
-	size_t len = 0;
-	buf[0] = '\0';
-	for (const struct field *f = fs; f->key && len < n; f++)
-		len += snprintf(buf + len, n - len, "%s%s", f == fs ? "" : ", ", f->key);
-}
-
-/* Parse the object obj (at path jp; NULL counts as {}) against the table fs: unknown keys and
- * missing required keys are errors, absent optional keys get their defaults. */
-static int fields_parse(struct pctx *c, const char *jp, json_t *obj, const struct field *fs,
-			void *target)
-{
-	char sub[JP_LEN], keys[256];
-	const char *key;
-	json_t *v;
-	int rc;
-	if (obj && !json_is_object(obj))
-		return bad(c, jp, "expected an object, got %s", type_name(obj));
-	json_object_foreach(obj, key, v) {
-		const struct field *f = fs;
-		while (f->key && strcmp(f->key, key) != 0)
-			f++;
-		if (!f->key) {
-			key_list(fs, keys, sizeof keys);
-			return bad(c, jp, "unknown key '%s' (%s%s)", key,
-				   fs->key ? "known: " : "takes no options", keys);
-		}
-	}
-	for (const struct field *f = fs; f->key; f++) {
-		v = obj ? json_object_get(obj, f->key) : NULL;
-		if (!v && f->req)
-			return bad(c, jp, "missing required key '%s'", f->key);
-		if (!v)
-			field_put(f, target, f->dflt);
-		else if (f->type != F_SKIP && (rc = field_store(c, jp_key(sub, jp, f->key), v, f, target)))
-			return rc;
-	}
-	return 0;
-}
-
-/* A string value at jp copied into dst[cap]. */
-static int string_at(struct pctx *c, const char *jp, const json_t *v, char *dst, size_t cap)
-{
-	if (!json_is_string(v))
-		return bad(c, jp, "expected a string, got %s", type_name(v));
-	if (json_string_length(v) >= cap || strlen(json_string_value(v)) != json_string_length(v))
-		return bad(c, jp, "string too long or with NUL bytes (at most %zu bytes)", cap - 1);
-	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
-	return 0;
-}
-
-/* Whether v is an object with exactly one key (a kind such as "conv" or "sgd"): *key, *val. */
-static int single_key(json_t *v, const char **key, json_t **val)
-{
-	if (!json_is_object(v) || json_object_size(v) != 1)
-		return 0;
-	void *it = json_object_iter(v);
-	*key = json_object_iter_key(it);
-	*val = json_object_iter_value(it);
-	return 1;
-}
-
-static int one_key(struct pctx *c, const char *jp, json_t *obj, const char *what,
-		   const char **key, json_t **val)
-{
-	if (!single_key(obj, key, val))
-		return bad(c, jp, "expected exactly one key (%s), got %zu", what,
-			   json_object_size(obj));
-	return 0;
-}
-
 /* ---- layers ---- */
 
 enum {
@@ -375,7 +117,7 @@ static int unknown_kind(struct pctx *c, const char *jp, const char *name)
 	for (size_t i = 0; i < NKINDS && len < sizeof known; i++)
 		len += snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "",
 				layer_kinds[i].name);
-	return bad(c, jp, "unknown layer kind '%s' (known: %s)", name, known);
+	return chain_bad(c, jp, "unknown layer kind '%s' (known: %s)", name, known);
 }
 
 /* "units" of a linear layer; head_last: the head's final classifier. */
@@ -383,17 +125,17 @@ static int layer_units(struct pctx *c, const char *jp, json_t *opts, struct chai
 		       int head_last)
 {
 	char sub[JP_LEN];
-	jp_key(sub, jp, "units");
+	chain_jp_key(sub, jp, "units");
 	if (head_last) {
 		if (l->units == 0)
 			l->units = c->classes;
 		if (l->units != c->classes)
-			return bad(c, sub, "the head's last layer must have data.classes (%d) units, "
-				   "got %d", c->classes, l->units);
+			return chain_bad(c, sub, "the head's last layer must have data.classes (%d) units, "
+					 "got %d", c->classes, l->units);
 	} else if (l->units == 0) {
 		if (!opts || !json_object_get(opts, "units"))
-			return bad(c, jp, "missing required key 'units'");
-		return bad(c, sub, "expected a positive integer, got 0");
+			return chain_bad(c, jp, "missing required key 'units'");
+		return chain_bad(c, sub, "expected a positive integer, got 0");
 	}
 	return 0;
 }
@@ -409,19 +151,19 @@ static int layer_parse(struct pctx *c, const char *jp, json_t *item, struct chai
 	if (json_is_string(item)) {
 		name = json_string_value(item);
 	} else if (json_is_object(item)) {
-		if ((rc = one_key(c, jp, item, "the layer kind", &name, &opts)))
+		if ((rc = chain_one_key(c, jp, item, "the layer kind", &name, &opts)))
 			return rc;
 	} else {
-		return bad(c, jp, "expected a layer such as \"relu\" or {\"conv\": {...}}, got %s",
-			   type_name(item));
+		return chain_bad(c, jp, "expected a layer such as \"relu\" or {\"conv\": {...}}, got %s",
+				 chain_type_name(item));
 	}
 	const struct layer_kind *k = kind_find(name);
 	if (!k)
 		return unknown_kind(c, jp, name);
 	memset(l, 0, sizeof *l);
 	snprintf(l->kind, sizeof l->kind, "%s", k->name);
-	jp_key(sub, jp, k->name);
-	if ((rc = fields_parse(c, sub, opts, k->opts, l)))
+	chain_jp_key(sub, jp, k->name);
+	if ((rc = chain_fields(c, sub, opts, k->opts, l)))
 		return rc;
 	if ((k->flags & K_STRIDE_IS_SIZE) && l->stride == 0)
 		l->stride = l->size;
@@ -439,21 +181,21 @@ static int layers_parse(struct pctx *c, const char *jp, json_t *v, int head,
 	int arr = json_is_array(v);
 	size_t len = arr ? json_array_size(v) : (size_t)head;
 	if (!head && v && !arr)
-		return bad(c, jp, "expected an array of layers, got %s", type_name(v));
+		return chain_bad(c, jp, "expected an array of layers, got %s", chain_type_name(v));
 	if (head && len == 0)
-		return bad(c, jp, "the head must have at least one layer (ending in \"linear\")");
-	if (!(*out = zalloc(len, sizeof **out)))
-		return nomem(c);
+		return chain_bad(c, jp, "the head must have at least one layer (ending in \"linear\")");
+	if (!(*out = chain_zalloc(len, sizeof **out)))
+		return chain_nomem(c);
 	for (size_t i = 0; i < len; i++) {
-		const char *ijp = arr ? jp_idx(sub, jp, i) : jp;
+		const char *ijp = arr ? chain_jp_idx(sub, jp, i) : jp;
 		int last = head && i == len - 1;
 		int rc = layer_parse(c, ijp, arr ? json_array_get(v, i) : v, &(*out)[i], last);
 		if (rc)
 			return rc;
 		++*n;
 		if (last && strcmp((*out)[i].kind, "linear") != 0)
-			return bad(c, ijp, "the last head layer must be \"linear\", got '%s'",
-				   (*out)[i].kind);
+			return chain_bad(c, ijp, "the last head layer must be \"linear\", got '%s'",
+					 (*out)[i].kind);
 	}
 	return 0;
 }
@@ -501,19 +243,19 @@ static int move_parse(struct pctx *c, const char *jp, json_t *v, const struct ch
 	else if (json_is_string(v))
 		name = json_string_value(v);
 	else
-		single_key(v, &name, &kv);
+		chain_single_key(v, &name, &kv);
 	const struct move_form *f = NULL;
 	for (size_t i = 0; name && i < sizeof move_forms / sizeof move_forms[0]; i++)
 		if (strcmp(move_forms[i].name, name) == 0 && move_forms[i].takes_k == (kv != NULL))
 			f = &move_forms[i];
 	if (!f)
-		return bad(c, jp, "expected \"filter\", {\"filter\": K}, {\"uniform\": K} or \"row\"");
+		return chain_bad(c, jp, "expected \"filter\", {\"filter\": K}, {\"uniform\": K} or \"row\"");
 	if (strcmp(f->layer, l->kind) != 0)
-		return bad(c, jp, "'%s' moves need a %s layer, but this entry is for %s (%s)",
-			   f->name, f->layer, where, l->kind);
+		return chain_bad(c, jp, "'%s' moves need a %s layer, but this entry is for %s (%s)",
+				 f->name, f->layer, where, l->kind);
 	m->move = f->kind;
 	if (kv)
-		return field_store(c, jp_key(sub, jp, f->name), kv, &move_k_field, m);
+		return chain_field_store(c, chain_jp_key(sub, jp, f->name), kv, &move_k_field, m);
 	return 0;
 }
 
@@ -530,19 +272,19 @@ static int dist_parse(struct pctx *c, const char *jp, json_t *v, int allow_flip,
 		d->kind = DIST_FLIP;
 		return 0;
 	}
-	single_key(v, &name, &val);
+	chain_single_key(v, &name, &val);
 	if (name && strcmp(name, "student") == 0)
 		d->kind = DIST_STUDENT;
 	else if (name && strcmp(name, "gaussian") == 0)
 		d->kind = DIST_GAUSSIAN;
 	else
-		return bad(c, jp, "expected {\"student\": VAR}, {\"student\": {\"var\": V, \"df\": D}}"
-			   ", {\"gaussian\": VAR}%s", allow_flip ? " or \"flip\"" : "");
-	jp_key(sub, jp, name);
+		return chain_bad(c, jp, "expected {\"student\": VAR}, {\"student\": {\"var\": V, \"df\": D}}"
+				 ", {\"gaussian\": VAR}%s", allow_flip ? " or \"flip\"" : "");
+	chain_jp_key(sub, jp, name);
 	d->df = 1;
 	if (d->kind == DIST_STUDENT && json_is_object(val))
-		return fields_parse(c, sub, val, dist_fields, d);
-	return field_store(c, sub, val, &dist_var_field, d);
+		return chain_fields(c, sub, val, dist_fields, d);
+	return chain_field_store(c, sub, val, &dist_var_field, d);
 }
 
 /* One entry of optimizer.mcmc.layers at jp, for the trainable layer l. */
@@ -552,21 +294,21 @@ static int mcmc_layer_parse(struct pctx *c, const char *jp, json_t *e, const str
 	char sub[JP_LEN];
 	json_t *prior;
 	int rc;
-	if ((rc = fields_parse(c, jp, e, mcmc_layer_fields, m)))
+	if ((rc = chain_fields(c, jp, e, mcmc_layer_fields, m)))
 		return rc;
-	if ((rc = move_parse(c, jp_key(sub, jp, "move"), json_object_get(e, "move"), l, where, m)))
+	if ((rc = move_parse(c, chain_jp_key(sub, jp, "move"), json_object_get(e, "move"), l, where, m)))
 		return rc;
-	jp_key(sub, jp, "proposal");
+	chain_jp_key(sub, jp, "proposal");
 	if ((rc = dist_parse(c, sub, json_object_get(e, "proposal"), 1, &m->proposal)))
 		return rc;
 	if (l->binary && m->proposal.kind != DIST_FLIP)
-		return bad(c, sub, "%s is a binary %s layer: it takes only the \"flip\" proposal",
-			   where, l->kind);
+		return chain_bad(c, sub, "%s is a binary %s layer: it takes only the \"flip\" proposal",
+				 where, l->kind);
 	if (!l->binary && m->proposal.kind == DIST_FLIP)
-		return bad(c, sub, "\"flip\" proposals need a binary layer, but %s (%s) is not binary",
-			   where, l->kind);
+		return chain_bad(c, sub, "\"flip\" proposals need a binary layer, but %s (%s) is not binary",
+				 where, l->kind);
 	if ((prior = json_object_get(e, "prior")))
-		return dist_parse(c, jp_key(sub, jp, "prior"), prior, 0, &m->prior);
+		return dist_parse(c, chain_jp_key(sub, jp, "prior"), prior, 0, &m->prior);
 	return 0;
 }
 
@@ -574,24 +316,24 @@ static int mcmc_parse(struct pctx *c, const char *jp, json_t *o, struct chain_st
 {
 	char sub[JP_LEN], where[32];
 	int rc, want = 0, body = 0;
-	if ((rc = fields_parse(c, jp, o, mcmc_fields, &s->optim)))
+	if ((rc = chain_fields(c, jp, o, mcmc_fields, &s->optim)))
 		return rc;
 	json_t *arr = json_object_get(o, "layers");
-	jp_key(sub, jp, "layers");
+	chain_jp_key(sub, jp, "layers");
 	if (!json_is_array(arr))
-		return bad(c, sub, "expected an array (one entry per conv/linear layer), got %s",
-			   type_name(arr));
+		return chain_bad(c, sub, "expected an array (one entry per conv/linear layer), got %s",
+				 chain_type_name(arr));
 	for (; trainable(s, want, where, sizeof where); want++)
 		body += where[0] == 'l'; /* "layers[i]", not "head[i]" */
 	if (json_array_size(arr) != (size_t)want)
-		return bad(c, sub, "expected %d entries, one per trainable layer (%d in the body, %d in "
-			   "the head), found %zu", want, body, want - body, json_array_size(arr));
-	if (!(s->optim.mcmc = zalloc((size_t)want, sizeof *s->optim.mcmc)))
-		return nomem(c);
+		return chain_bad(c, sub, "expected %d entries, one per trainable layer (%d in the body, %d in "
+				 "the head), found %zu", want, body, want - body, json_array_size(arr));
+	if (!(s->optim.mcmc = chain_zalloc((size_t)want, sizeof *s->optim.mcmc)))
+		return chain_nomem(c);
 	for (int i = 0; i < want; i++) {
 		char ejp[JP_LEN];
 		const struct chain_layer *l = trainable(s, i, where, sizeof where);
-		rc = mcmc_layer_parse(c, jp_idx(ejp, sub, (size_t)i), json_array_get(arr, (size_t)i),
+		rc = mcmc_layer_parse(c, chain_jp_idx(ejp, sub, (size_t)i), json_array_get(arr, (size_t)i),
 				      l, where, &s->optim.mcmc[i]);
 		if (rc)
 			return rc;
@@ -608,19 +350,20 @@ static int optim_parse(struct pctx *c, const char *jp, json_t *v, struct chain_s
 	char sub[JP_LEN];
 	int rc;
 	if (!json_is_object(v))
-		return bad(c, jp, "expected {\"sgd\": {...}} or {\"mcmc\": {...}}, got %s", type_name(v));
-	if ((rc = one_key(c, jp, v, "sgd or mcmc", &name, &o)))
+		return chain_bad(c, jp, "expected {\"sgd\": {...}} or {\"mcmc\": {...}}, got %s",
+				 chain_type_name(v));
+	if ((rc = chain_one_key(c, jp, v, "sgd or mcmc", &name, &o)))
 		return rc;
-	jp_key(sub, jp, name);
+	chain_jp_key(sub, jp, name);
 	if (strcmp(name, "sgd") == 0) {
 		s->optim.kind = OPTIM_SGD;
-		return fields_parse(c, sub, o, sgd_fields, &s->optim);
+		return chain_fields(c, sub, o, sgd_fields, &s->optim);
 	}
 	if (strcmp(name, "mcmc") == 0) {
 		s->optim.kind = OPTIM_MCMC;
 		return mcmc_parse(c, sub, o, s);
 	}
-	return bad(c, jp, "unknown optimizer '%s' (known: sgd, mcmc)", name);
+	return chain_bad(c, jp, "unknown optimizer '%s' (known: sgd, mcmc)", name);
 }
 
 /* ---- stages ---- */
@@ -646,35 +389,35 @@ static int stage_parse(struct pctx *c, const char *jp, json_t *js, struct chain_
 	char sub[JP_LEN];
 	json_t *v;
 	int rc;
-	if ((rc = fields_parse(c, jp, js, stage_fields, s)))
+	if ((rc = chain_fields(c, jp, js, stage_fields, s)))
 		return rc;
-	if ((rc = string_at(c, jp_key(sub, jp, "name"), json_object_get(js, "name"), s->name,
-			    sizeof s->name)))
+	if ((rc = chain_string(c, chain_jp_key(sub, jp, "name"), json_object_get(js, "name"), s->name,
+			       sizeof s->name)))
 		return rc;
 	if (!name_ok(s->name))
-		return bad(c, sub, "stage names must be non-empty and use only A-Z a-z 0-9 _ . -, "
-			   "got '%s'", s->name);
+		return chain_bad(c, sub, "stage names must be non-empty and use only A-Z a-z 0-9 _ . -, "
+				 "got '%s'", s->name);
 	if ((v = json_object_get(js, "listen"))) {
-		if ((rc = string_at(c, jp_key(sub, jp, "listen"), v, s->listen, sizeof s->listen)))
+		if ((rc = chain_string(c, chain_jp_key(sub, jp, "listen"), v, s->listen, sizeof s->listen)))
 			return rc;
 		if (!listen_ok(s->listen))
-			return bad(c, sub, "expected \"host:port\" with a port in 1..65535, got '%s'",
-				   s->listen);
+			return chain_bad(c, sub, "expected \"host:port\" with a port in 1..65535, got '%s'",
+					 s->listen);
 	}
 	v = json_object_get(js, "layers");
-	if ((rc = layers_parse(c, jp_key(sub, jp, "layers"), v, 0, &s->layers, &s->nlayers)))
+	if ((rc = layers_parse(c, chain_jp_key(sub, jp, "layers"), v, 0, &s->layers, &s->nlayers)))
 		return rc;
 	v = json_object_get(js, "head");
-	if ((rc = layers_parse(c, jp_key(sub, jp, "head"), v, 1, &s->head, &s->nhead)))
+	if ((rc = layers_parse(c, chain_jp_key(sub, jp, "head"), v, 1, &s->head, &s->nhead)))
 		return rc;
 	v = json_object_get(js, "optimizer");
-	if ((rc = optim_parse(c, jp_key(sub, jp, "optimizer"), v, s)))
+	if ((rc = optim_parse(c, chain_jp_key(sub, jp, "optimizer"), v, s)))
 		return rc;
 	v = json_object_get(js, "exit");
-	if ((rc = fields_parse(c, jp_key(sub, jp, "exit"), v, exit_fields, s)))
+	if ((rc = chain_fields(c, chain_jp_key(sub, jp, "exit"), v, exit_fields, s)))
 		return rc;
 	if (s->exit_threshold > 0 && s->exit_entropy > 0)
-		return bad(c, sub, "give at most one of 'threshold' and 'entropy'");
+		return chain_bad(c, sub, "give at most one of 'threshold' and 'entropy'");
 	return 0;
 }
 
@@ -682,86 +425,20 @@ static int stages_parse(struct pctx *c, json_t *arr, struct chain *ch)
 {
 	char jp[JP_LEN], sub[JP_LEN];
 	if (!json_is_array(arr) || json_array_size(arr) == 0)
-		return bad(c, "stages", "expected a non-empty array of stages, got %s",
-			   json_is_array(arr) ? "an empty array" : type_name(arr));
-	if (!(ch->stages = zalloc(json_array_size(arr), sizeof *ch->stages)))
-		return nomem(c);
+		return chain_bad(c, "stages", "expected a non-empty array of stages, got %s",
+				 json_is_array(arr) ? "an empty array" : chain_type_name(arr));
+	if (!(ch->stages = chain_zalloc(json_array_size(arr), sizeof *ch->stages)))
+		return chain_nomem(c);
 	for (size_t i = 0; i < json_array_size(arr); i++) {
-		int rc = stage_parse(c, jp_idx(jp, "stages", i), json_array_get(arr, i), &ch->stages[i]);
+		int rc = stage_parse(c, chain_jp_idx(jp, "stages", i), json_array_get(arr, i), &ch->stages[i]);
 		ch->nstages++;
 		if (rc)
 			return rc;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(ch->stages[j].name, ch->stages[i].name) == 0)
-				return bad(c, jp_key(sub, jp, "name"),
-					   "duplicate stage name '%s' (also stages[%zu])",
-					   ch->stages[i].name, j);
-	}
-	return 0;
-}
-
-/* ---- data ---- */
-
-/* name resolved: absolute stays, else joined to dir (when given) else to base_dir. */
-static int path_join(struct pctx *c, const char *jp, const char *dir, const char *name,
-		     char out[CHAIN_PATH_LEN])
-{
-	int n;
-	if (name[0] == '/' || !dir || !dir[0])
-		n = snprintf(out, CHAIN_PATH_LEN, "%s", name);
-	else
-		n = snprintf(out, CHAIN_PATH_LEN, "%s%s%s", dir,
-			     dir[strlen(dir) - 1] == '/' ? "" : "/", name);
-	if (n < 0 || n >= CHAIN_PATH_LEN)
-		return bad(c, jp, "path too long (at most %d bytes)", CHAIN_PATH_LEN - 1);
-	return 0;
-}
-
-/* "train"/"test": exactly two strings (images, labels), resolved against dir. */
-static int file_pair(struct pctx *c, const char *jp, json_t *v, const char *dir,
-		     char out[2][CHAIN_PATH_LEN])
-{
-	char sub[JP_LEN], name[CHAIN_PATH_LEN];
-	if (!json_is_array(v) || json_array_size(v) != 2)
-		return bad(c, jp, "expected an array of 2 file names (images, labels)");
-	for (size_t i = 0; i < 2; i++) {
-		int rc = string_at(c, jp_idx(sub, jp, i), json_array_get(v, i), name, sizeof name);
-		if (rc || (rc = path_join(c, sub, dir, name, out[i])))
-			return rc;
-	}
-	return 0;
-}
-
-static int data_parse(struct pctx *c, json_t *o, struct chain_data *d)
-{
-	char dir[CHAIN_PATH_LEN], rel[CHAIN_PATH_LEN];
-	json_t *v;
-	int rc;
-	if ((rc = fields_parse(c, "data", o, data_fields, d)))
-		return rc;
-	c->classes = d->classes;
-	if ((rc = fields_parse(c, "data.normalize", json_object_get(o, "normalize"),
-			       normalize_fields, d)))
-		return rc;
-	snprintf(d->format, sizeof d->format, "idx");
-	if ((v = json_object_get(o, "format"))) {
-		if ((rc = string_at(c, "data.format", v, rel, sizeof rel)))
-			return rc;
-		if (strcmp(rel, "idx") != 0)
-			return bad(c, "data.format", "format '%s' is not supported (supported: idx)", rel);
-	}
-	snprintf(dir, sizeof dir, "%s", c->base_dir ? c->base_dir : "");
-	if ((v = json_object_get(o, "dir"))) {
-		if ((rc = string_at(c, "data.dir", v, rel, sizeof rel)) ||
-		    (rc = path_join(c, "data.dir", c->base_dir, rel, dir)))
-			return rc;
-	}
-	if ((rc = file_pair(c, "data.train", json_object_get(o, "train"), dir, d->train)))
-		return rc;
-	if ((v = json_object_get(o, "test"))) {
-		if ((rc = file_pair(c, "data.test", v, dir, d->test)))
-			return rc;
-		d->has_test = 1;
+				return chain_bad(c, chain_jp_key(sub, jp, "name"),
+						 "duplicate stage name '%s' (also stages[%zu])",
+						 ch->stages[i].name, j);
 	}
 	return 0;
 }
@@ -781,17 +458,23 @@ static int chain_build(struct pctx *c, json_t *root, struct chain *ch)
 {
 	int rc;
 	if (!json_is_object(root))
-		return bad(c, "", "expected an object, got %s", type_name(root));
-	if ((rc = fields_parse(c, "", root, top_fields, ch)))
+		return chain_bad(c, "", "expected an object, got %s", chain_type_name(root));
+	if ((rc = chain_fields(c, "", root, top_fields, ch)))
 		return rc;
-	if ((rc = string_at(c, "chain", json_object_get(root, "chain"), ch->name, sizeof ch->name)))
+	if ((rc = chain_string(c, "chain", json_object_get(root, "chain"), ch->name, sizeof ch->name)))
 		return rc;
 	if (!ch->name[0])
-		return bad(c, "chain", "the chain name must not be empty");
+		return chain_bad(c, "chain", "the chain name must not be empty");
+	json_t *sd = json_object_get(root, "state_dir");
+	snprintf(ch->state_dir, sizeof ch->state_dir, "state");
+	if (sd && (rc = chain_string(c, "state_dir", sd, ch->state_dir, sizeof ch->state_dir)))
+		return rc;
+	if (!ch->state_dir[0])
+		return chain_bad(c, "state_dir", "the state directory must not be empty");
 	json_t *data = json_object_get(root, "data");
 	if (!json_is_object(data))
-		return bad(c, "data", "expected an object, got %s", type_name(data));
-	if ((rc = data_parse(c, data, &ch->data)))
+		return chain_bad(c, "data", "expected an object, got %s", chain_type_name(data));
+	if ((rc = chain_data_parse(c, data, &ch->data)))
 		return rc;
 	return stages_parse(c, json_object_get(root, "stages"), ch);
 }
@@ -806,7 +489,7 @@ int chain_parse(struct chain **out, const char *text, size_t len, const char *or
 	if (!root)
 		return nk_errf(err, NK_EFORMAT, "%s:%d:%d: %s", c.origin, je.line, je.column, je.text);
 	struct chain *ch = calloc(1, sizeof *ch);
-	int rc = ch ? chain_build(&c, root, ch) : nomem(&c);
+	int rc = ch ? chain_build(&c, root, ch) : chain_nomem(&c);
 	json_decref(root);
 	if (rc) {
 		chain_free(ch);

@@ -69,10 +69,23 @@ struct chain_stage {
 	double exit_entropy;    /* "exit": {"entropy": H}; 0 when absent */
 };
 
+#define CHAIN_MAX_FILES 16     /* files per split (CIFAR batches) */
+#define CHAIN_MAX_CHANNELS 16  /* per-channel normalisation entries */
+
+/* "normalize": absent or "[0,1]" (pixels scaled to [0, 1]), {"mean": M, "std": S} with numbers
+ * or per-channel arrays, or "auto" (per-channel mean and std of the training split). */
+enum chain_norm { NORM_UNIT = 0, NORM_GIVEN, NORM_AUTO };
+/* csv "features": "auto" (bytes when every value is an integer in 0..255, else floats),
+ * "bytes" (pixels 0..255, scaled to [0, 1] like images) or "float" (values as they are). */
+enum chain_features { FEAT_AUTO = 0, FEAT_BYTES, FEAT_FLOAT };
+
 struct chain_data {
-	char format[16];        /* "idx" */
-	char train[2][CHAIN_PATH_LEN]; /* images, labels: resolved against "dir", then the file's folder */
-	char test[2][CHAIN_PATH_LEN];
+	char format[16];        /* "idx" (default), "cifar", "images" or "csv" */
+	/* Paths, resolved against "dir", then the chain file's folder. idx: images, labels;
+	 * cifar: one or more record files; images: one folder of class folders; csv: one file. */
+	char train[CHAIN_MAX_FILES][CHAIN_PATH_LEN];
+	char test[CHAIN_MAX_FILES][CHAIN_PATH_LEN];
+	int ntrain, ntest;      /* paths in train / test */
 	int has_test;
 	int classes;            /* default 10 */
 	int batch;              /* default 64 */
@@ -82,6 +95,19 @@ struct chain_data {
 	double mean, std;       /* "normalize": {"mean": M, "std": S}; default 0 and 1 */
 	double rate;            /* batches/s at the source; 0 = as fast as taken */
 	int limit;              /* first N training samples; 0 = all */
+	enum chain_norm norm;
+	int nmean;              /* NORM_GIVEN per channel: entries in mean_c, std_c; 0: mean, std */
+	double mean_c[CHAIN_MAX_CHANNELS], std_c[CHAIN_MAX_CHANNELS];
+	int crop;               /* "augment": {"crop": P}: random crop after P pixels of zero padding */
+	int flip;               /* "augment": {"flip": true}: random horizontal flips */
+	int shape[3];           /* "shape": [C, H, W]: images (default 3, 32, 32), csv (0: 1, 1, F) */
+	int strict;             /* images: refuse undecodable files rather than skip them */
+	int header;             /* csv: the first line names the columns */
+	int label_col;          /* csv: label column, 0-based; -1 = the last (default) */
+	char label_name[CHAIN_NAME_LEN]; /* csv: label column by header name; "" = by label_col */
+	enum chain_features features;    /* csv */
+	int label_bytes;        /* cifar: 1 (CIFAR-10, default) or 2 (CIFAR-100: coarse, fine) */
+	int coarse;             /* cifar with 2 label bytes: use the coarse label, not the fine */
 };
 
 struct chain {
@@ -89,6 +115,10 @@ struct chain {
 	char path[CHAIN_PATH_LEN];
 	uint64_t seed;
 	uint64_t hash;          /* FNV-1a 64 of the file's bytes */
+	char state_dir[CHAIN_PATH_LEN]; /* "state_dir": where stages keep NAME.ckpt (default "state") */
+	int checkpoint_every;   /* "checkpoint_every": trained batches between checkpoints (default
+				 * 200; 0: only when the stage stops) */
+	int test_limit;         /* "test_limit": test samples of the passes during training (0: all) */
 	struct chain_data data;
 	struct chain_stage *stages;
 	int nstages;

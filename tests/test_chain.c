@@ -423,8 +423,9 @@ Test(chain, bad_listen)
 
 Test(chain, unsupported_data_format)
 {
-	EXPECT_ERR("{'chain': 't', 'data': {'format': 'csv', 'train': ['a', 'b']}, 'stages': []}",
-		   NK_EINVAL, "t.json: data.format: ", "format 'csv' is not supported (supported: idx)");
+	EXPECT_ERR("{'chain': 't', 'data': {'format': 'parquet', 'train': ['a', 'b']}, 'stages': []}",
+		   NK_EINVAL, "t.json: data.format: ",
+		   "format 'parquet' is not supported (supported: idx, cifar, images or csv)");
 }
 
 Test(chain, missing_data_train)
@@ -466,4 +467,170 @@ Test(chain, stage_index)
 	cr_assert_eq(chain_stage_index(c, ""), -1);
 	chain_free(c);
 	chain_free(NULL);
+}
+
+/* ---- data formats ---- */
+
+#define ONE_STAGE "'stages': [{'name': 's', 'head': 'linear', " SGD "}]"
+#define WITH_DATA(...) "{'chain': 't', 'data': {" __VA_ARGS__ "}, " ONE_STAGE "}"
+
+Test(chain, loads_cifar_5)
+{
+	struct chain *c = load_shipped("cifar-5.json");
+	const struct chain_data *d = &c->data;
+	cr_assert_str_eq(c->name, "cifar-5");
+	cr_assert_str_eq(d->format, "cifar");
+	cr_assert_eq(d->ntrain, 5);
+	cr_assert_str_eq(d->train[0], "/var/lib/necklace/cifar-10-batches-bin/data_batch_1.bin");
+	cr_assert_str_eq(d->train[4], "/var/lib/necklace/cifar-10-batches-bin/data_batch_5.bin");
+	cr_assert_eq(d->ntest, 1);
+	cr_assert_str_eq(d->test[0], "/var/lib/necklace/cifar-10-batches-bin/test_batch.bin");
+	cr_assert_eq(d->label_bytes, 1);
+	cr_assert_eq(d->norm, NORM_AUTO);
+	cr_assert_eq(d->crop, 4);
+	cr_assert_eq(d->flip, 1);
+	cr_assert_eq(c->nstages, 5);
+	for (int i = 0; i < 5; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "127.0.0.1:%d", 7201 + i);
+		cr_assert_str_eq(c->stages[i].listen, want);
+		cr_assert_eq(c->stages[i].optim.kind, OPTIM_SGD);
+	}
+	chain_free(c);
+}
+
+Test(chain, loads_images_2)
+{
+	struct chain *c = load_shipped("images-2.json");
+	const struct chain_data *d = &c->data;
+	cr_assert_str_eq(d->format, "images");
+	cr_assert_eq(d->ntrain, 1);
+	cr_assert_str_eq(d->train[0], "/var/lib/necklace/images/train");
+	cr_assert_str_eq(d->test[0], "/var/lib/necklace/images/test");
+	cr_assert_eq(d->shape[0], 3);
+	cr_assert_eq(d->shape[1], 64);
+	cr_assert_eq(d->shape[2], 64);
+	cr_assert_eq(d->strict, 0);
+	chain_free(c);
+}
+
+Test(chain, data_defaults_of_new_keys)
+{
+	struct chain *c = parse_ok(CHAIN("{'name': 's', 'head': 'linear', " SGD "}"));
+	const struct chain_data *d = &c->data;
+	cr_assert_eq(d->ntrain, 2);
+	cr_assert_eq(d->norm, NORM_UNIT);
+	cr_assert_eq(d->nmean, 0);
+	cr_assert_eq(d->crop, 0);
+	cr_assert_eq(d->flip, 0);
+	cr_assert_eq(d->shape[0], 0);
+	cr_assert_eq(d->label_col, -1);
+	cr_assert_eq(d->label_bytes, 1);
+	cr_assert_eq(d->features, FEAT_AUTO);
+	chain_free(c);
+}
+
+Test(chain, data_cifar_forms)
+{
+	struct chain *c = parse_ok(WITH_DATA("'format': 'cifar', 'train': 'data_batch_1.bin', "
+					     "'test': ['x.bin'], 'label_bytes': 2, 'label': 'coarse', "
+					     "'classes': 20"));
+	cr_assert_eq(c->data.ntrain, 1);
+	cr_assert_str_eq(c->data.train[0], "/base/data_batch_1.bin");
+	cr_assert_eq(c->data.label_bytes, 2);
+	cr_assert_eq(c->data.coarse, 1);
+	chain_free(c);
+	c = parse_ok(WITH_DATA("'format': 'cifar', 'train': ['a', 'b', 'c'], 'label_bytes': 2"));
+	cr_assert_eq(c->data.ntrain, 3);
+	cr_assert_eq(c->data.coarse, 0, "fine labels by default");
+	chain_free(c);
+}
+
+Test(chain, data_images_and_csv_forms)
+{
+	struct chain *c = parse_ok(WITH_DATA("'format': 'images', 'dir': '/d', 'train': 'tr', "
+					     "'test': 'te', 'strict': true"));
+	cr_assert_str_eq(c->data.train[0], "/d/tr");
+	cr_assert_str_eq(c->data.test[0], "/d/te");
+	cr_assert_eq(c->data.shape[0], 3, "images default to 3 x 32 x 32");
+	cr_assert_eq(c->data.shape[1], 32);
+	cr_assert_eq(c->data.strict, 1);
+	chain_free(c);
+	c = parse_ok(WITH_DATA("'format': 'csv', 'train': 'a.csv', 'header': true, "
+			       "'label': 'y', 'shape': [1, 2, 3], 'features': 'float'"));
+	cr_assert_str_eq(c->data.train[0], "/base/a.csv");
+	cr_assert_str_eq(c->data.label_name, "y");
+	cr_assert_eq(c->data.header, 1);
+	cr_assert_eq(c->data.shape[2], 3);
+	cr_assert_eq(c->data.features, FEAT_FLOAT);
+	chain_free(c);
+	c = parse_ok(WITH_DATA("'format': 'csv', 'train': 'a.csv', 'label': 0"));
+	cr_assert_eq(c->data.label_col, 0);
+	cr_assert_eq(c->data.label_name[0], '\0');
+	chain_free(c);
+}
+
+Test(chain, data_normalize_and_augment)
+{
+	struct chain *c = parse_ok(WITH_DATA("'train': ['a', 'b'], 'normalize': 'auto', "
+					     "'augment': {'crop': 2}"));
+	cr_assert_eq(c->data.norm, NORM_AUTO);
+	cr_assert_eq(c->data.crop, 2);
+	cr_assert_eq(c->data.flip, 0);
+	chain_free(c);
+	c = parse_ok(WITH_DATA("'train': ['a', 'b'], 'normalize': '[0,1]'"));
+	cr_assert_eq(c->data.norm, NORM_UNIT);
+	cr_assert_eq(c->data.mean, 0);
+	cr_assert_eq(c->data.std, 1);
+	chain_free(c);
+	c = parse_ok(WITH_DATA("'train': ['a', 'b'], 'normalize': {'mean': [0.1, 0.2, 0.3], "
+			       "'std': 0.5}"));
+	cr_assert_eq(c->data.norm, NORM_GIVEN);
+	cr_assert_eq(c->data.nmean, 3);
+	cr_assert_float_eq(c->data.mean_c[2], 0.3, 1e-12);
+	cr_assert_float_eq(c->data.std_c[0], 0.5, 1e-12);
+	cr_assert_float_eq(c->data.std_c[2], 0.5, 1e-12);
+	chain_free(c);
+}
+
+Test(chain, data_refusals)
+{
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'strict': true"), NK_EINVAL,
+		   "t.json: data.strict: ", "only format images", "'idx'");
+	EXPECT_ERR(WITH_DATA("'format': 'images', 'train': 'd', 'header': true"), NK_EINVAL,
+		   "data.header: ", "only format csv");
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'label': 1"), NK_EINVAL,
+		   "data.label: ", "only formats cifar or csv");
+	EXPECT_ERR(WITH_DATA("'format': 'images', 'train': ['d']"), NK_EINVAL,
+		   "data.train: ", "a folder name");
+	EXPECT_ERR(WITH_DATA("'format': 'csv', 'train': 'a', 'test': ['b']"), NK_EINVAL,
+		   "data.test: ", "a file name");
+	EXPECT_ERR(WITH_DATA("'format': 'cifar', 'train': []"), NK_EINVAL, "data.train: ",
+		   "1 to 16 file names");
+	EXPECT_ERR(WITH_DATA("'format': 'cifar', 'train': 'a', 'label': 'fine'"), NK_EINVAL,
+		   "data.label: ", "label_bytes");
+	EXPECT_ERR(WITH_DATA("'format': 'cifar', 'train': 'a', 'label_bytes': 3"), NK_EINVAL,
+		   "data.label_bytes: ", "[1, 2]", "got 3");
+	EXPECT_ERR(WITH_DATA("'format': 'csv', 'train': 'a', 'label': 'y'"), NK_EINVAL,
+		   "data.label: ", "needs \"header\": true");
+	EXPECT_ERR(WITH_DATA("'format': 'csv', 'train': 'a', 'label': -1"), NK_EINVAL,
+		   "data.label: ");
+	EXPECT_ERR(WITH_DATA("'format': 'csv', 'train': 'a', 'features': 'ints'"), NK_EINVAL,
+		   "data.features: ", "\"bytes\"");
+	EXPECT_ERR(WITH_DATA("'format': 'csv', 'train': 'a', 'shape': [1, 2]"), NK_EINVAL,
+		   "data.shape: ", "[C, H, W]");
+	EXPECT_ERR(WITH_DATA("'format': 'csv', 'train': 'a', 'shape': [1, 0, 2]"), NK_EINVAL,
+		   "data.shape[1]: ");
+	EXPECT_ERR(WITH_DATA("'format': 'images', 'train': 'd', 'shape': [2, 8, 8]"), NK_EINVAL,
+		   "data.shape[0]: ", "1 (grey) or 3 (RGB)");
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'normalize': 'unit'"), NK_EINVAL,
+		   "data.normalize: ", "\"auto\"");
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'normalize': {'mean': [0, 0], 'std': [1]}"),
+		   NK_EINVAL, "data.normalize: ", "'mean' has 2 values but 'std' has 1");
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'normalize': {'std': [1, 0]}"), NK_EINVAL,
+		   "data.normalize.std[1]: ", "> 0");
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'augment': {'crop': -1}"), NK_EINVAL,
+		   "data.augment.crop: ");
+	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'augment': {'mirror': true}"), NK_EINVAL,
+		   "data.augment: ", "unknown key 'mirror'");
 }

@@ -316,3 +316,50 @@ Test(idx, fashion_mnist)
 		cr_assert_eq(counts[k], 6000, "class %d: %d samples", k, counts[k]);
 	ds_free(d);
 }
+
+Test(idx, through_ds_load_with_limit)
+{
+	struct chain_data cd = {.classes = 10, .has_test = 1, .limit = 7};
+	char err[NK_ERR_LEN] = "";
+	struct ds *tr, *te;
+
+	snprintf(cd.train[0], CHAIN_PATH_LEN, "%s", write_images("im", 0, 0x803, 23, 5, 3, 0));
+	snprintf(cd.train[1], CHAIN_PATH_LEN, "%s", write_labels("lb", 0, 0x801, 23, 0, -1, 0));
+	snprintf(cd.test[0], CHAIN_PATH_LEN, "%s", write_images("tim.gz", 1, 0x803, 9, 5, 3, 0));
+	snprintf(cd.test[1], CHAIN_PATH_LEN, "%s", write_labels("tlb", 0, 0x801, 9, 0, -1, 0));
+	/* an empty format is the default, idx */
+	cr_assert_eq(ds_load_pair(&tr, &te, &cd, err), 0, "%s", err);
+	check_contents(tr, 7, 5, 3);
+	check_contents(te, 9, 5, 3);
+	ds_free(tr);
+	ds_free(te);
+	snprintf(cd.format, sizeof cd.format, "idx");
+	cr_assert_eq(ds_load(&tr, &cd, 0, err), 0, "%s", err);
+	cr_assert_eq(tr->n, 7);
+	ds_free(tr);
+	cd.has_test = 0;
+	te = (struct ds *)1;
+	cr_assert_eq(ds_load(&te, &cd, 1, err), NK_EINVAL);
+	cr_assert_null(te);
+	cr_assert(strstr(err, "no \"test\" split"), "%s", err);
+	snprintf(cd.format, sizeof cd.format, "parquet");
+	cr_assert_eq(ds_load(&tr, &cd, 0, err), NK_EUNSUP);
+	cr_assert(strstr(err, "data.format") && strstr(err, "parquet"), "%s", err);
+}
+
+Test(idx, pair_with_other_shape_refused)
+{
+	struct chain_data cd = {.format = "idx", .classes = 10, .has_test = 1};
+	char err[NK_ERR_LEN] = "";
+	struct ds *tr = (struct ds *)1, *te = (struct ds *)1;
+
+	snprintf(cd.train[0], CHAIN_PATH_LEN, "%s", write_images("im", 0, 0x803, 4, 5, 3, 0));
+	snprintf(cd.train[1], CHAIN_PATH_LEN, "%s", write_labels("lb", 0, 0x801, 4, 0, -1, 0));
+	snprintf(cd.test[0], CHAIN_PATH_LEN, "%s", write_images("tim", 0, 0x803, 4, 3, 5, 0));
+	snprintf(cd.test[1], CHAIN_PATH_LEN, "%s", cd.train[1]);
+	cr_assert_eq(ds_load_pair(&tr, &te, &cd, err), NK_ESHAPE, "%s", err);
+	cr_assert_null(tr);
+	cr_assert_null(te);
+	cr_assert(strstr(err, cd.test[0]) && strstr(err, "1 x 3 x 5") && strstr(err, "1 x 5 x 3"),
+		  "%s", err);
+}
