@@ -30,6 +30,13 @@ int nk_team_size(void)
 #endif
 }
 
+void nk_split(int n, int *lo, int *hi)
+{
+	int t = nk_thread_id(), nt = nk_team_size();
+	*lo = (int)((long long)n * t / nt);
+	*hi = (int)((long long)n * (t + 1) / nt);
+}
+
 int nk_thread_id(void)
 {
 #ifdef _OPENMP

@@ -42,5 +42,7 @@ void gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int l
 int nk_threads(void);
 int nk_thread_id(void);
 int nk_team_size(void); /* threads in the current parallel region */
+/* The calling thread's share [lo, hi) of n items, inside a parallel region. */
+void nk_split(int n, int *lo, int *hi);
 
 #endif

@@ -25,14 +25,6 @@ static void linear_init_params(struct layer *l, struct nk_rng *r)
 		layer_fill_uniform(l->w, l->nparams, 1.0f / sqrtf((float)dims_size(l->in)), r);
 }
 
-/* Rows [lo, hi) of the batch go to the calling thread. */
-static void split(int n, int *lo, int *hi)
-{
-	int t = nk_thread_id(), nt = nk_team_size();
-	*lo = (int)((long long)n * t / nt);
-	*hi = (int)((long long)n * (t + 1) / nt);
-}
-
 static void linear_forward(struct layer *l, int n)
 {
 	const int I = dims_size(l->in), O = l->out.c;
@@ -40,7 +32,7 @@ static void linear_forward(struct layer *l, int n)
 #pragma omp parallel if ((long)n * I * O > NK_PAR_WORK)
 	{
 		int lo, hi;
-		split(n, &lo, &hi);
+		nk_split(n, &lo, &hi);
 		for (int i = lo; i < hi; i++)
 			memcpy(l->y + (size_t)i * O, b, sizeof(float) * O);
 		if (hi > lo)
@@ -64,11 +56,11 @@ static void linear_backward(struct layer *l, int n)
 	{
 		/* dW [O][I] = dy^T x, split by input columns; dx [n][I] = dy W, split by samples. */
 		int lo, hi;
-		split(I, &lo, &hi);
+		nk_split(I, &lo, &hi);
 		if (hi > lo)
 			gemm_tn(O, hi - lo, n, l->dy, O, l->x + lo, I, l->g + lo, I);
 		if (l->dx) {
-			split(n, &lo, &hi);
+			nk_split(n, &lo, &hi);
 			if (hi > lo) {
 				memset(l->dx + (size_t)lo * I, 0, sizeof(float) * (size_t)(hi - lo) * I);
 				gemm_nn(hi - lo, I, O, l->dy + (size_t)lo * O, O, l->w, I, l->dx + (size_t)lo * I, I);

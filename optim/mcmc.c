@@ -147,13 +147,6 @@ static void channel_logits(const float *lt, float *lt_new, int ld, int O, const 
 	}
 }
 
-static void split(int n, int *lo, int *hi)
-{
-	int t = nk_thread_id(), nt = nk_team_size();
-	*lo = (int)((long long)n * t / nt);
-	*hi = (int)((long long)n * (t + 1) / nt);
-}
-
 /* Proposals are small: parallel once a batch holds this many samples. */
 #define PAR_SAMPLES 64
 
@@ -166,7 +159,7 @@ static double eval_head(struct mcmc *mc, const struct layer *h)
 #pragma omp parallel reduction(+ : sum) if ((long)n * mc->mv.n >= (1L << 20))
 	{
 		int lo, hi;
-		split(n, &lo, &hi);
+		nk_split(n, &lo, &hi);
 		for (int o = 0; o < mc->O; o++)
 			memcpy(mc->lt_new + (size_t)o * ld + lo, mc->lt + (size_t)o * ld + lo, sizeof(float) * (hi - lo));
 		for (int j = 0; j < mc->mv.n; j++) {
@@ -191,7 +184,7 @@ static double eval_channel(struct mcmc *mc, struct model *m, int f)
 #pragma omp parallel reduction(+ : sum) if (n >= PAR_SAMPLES)
 	{
 		int lo, hi;
-		split(n, &lo, &hi);
+		nk_split(n, &lo, &hi);
 		float *diff = mc->diff + (size_t)nk_thread_id() * P * 16;
 		conv->ops->forward_channel(conv, f, lo, hi, mc->chan[0] + (size_t)lo * mc->plane[0]);
 		for (int j = 1; j < mc->nchan; j++) {
@@ -245,7 +238,7 @@ static void head_logits(struct mcmc *mc, const struct layer *h)
 #pragma omp parallel
 	{
 		int lo, hi;
-		split(n, &lo, &hi);
+		nk_split(n, &lo, &hi);
 		for (int o = 0; o < O; o++)
 			for (int i = lo; i < hi; i++)
 				mc->lt[(size_t)o * ld + i] = b[o];
