@@ -3,7 +3,8 @@ libnecklace_a_SOURCES += data/ds.h data/ds_int.h data/ds.c data/idx.c data/cifar
 	data/resize.c data/csv.c data/batcher.c
 # stb_image decodes image folders (STB_LIBS from configure).
 NK_LIBS += $(STB_LIBS)
-nobase_dist_pkgdata_DATA += data/chains/seed-1.json data/chains/seed-1-mcmc.json
+nobase_dist_pkgdata_DATA += data/chains/seed-1.json data/chains/seed-1-mcmc.json \
+	data/chains/seed-1-mcmc-gauss.json
 
 if HAVE_CRITERION
 check_PROGRAMS += tests/test_idx tests/test_batcher tests/test_cifar tests/test_images \

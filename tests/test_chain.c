@@ -1,6 +1,7 @@
 /* Chain-file parser: the shipped chains load with the expected values; bad files are refused
  * with the JSON path of the offending key. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -633,4 +634,24 @@ Test(chain, data_refusals)
 		   "data.augment.crop: ");
 	EXPECT_ERR(WITH_DATA("'train': ['a', 'b'], 'augment': {'mirror': true}"), NK_EINVAL,
 		   "data.augment: ", "unknown key 'mirror'");
+}
+
+Test(chain, every_shipped_chain_loads)
+{
+	const char *dir = getenv("srcdir");
+	char path[CHAIN_PATH_LEN];
+	snprintf(path, sizeof path, "%s/data/chains", dir ? dir : SRCDIR);
+	DIR *d = opendir(path);
+	cr_assert_not_null(d, "%s", path);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len < 5 || strcmp(e->d_name + len - 5, ".json") != 0)
+			continue;
+		chain_free(load_shipped(e->d_name));
+		n++;
+	}
+	closedir(d);
+	cr_assert_geq(n, 7, "only %d chain files in %s", n, path);
 }
