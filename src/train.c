@@ -260,8 +260,12 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	r.t0 = nk_now();
-	for (int i = 0; i < r.nst; i++)
+	long per_epoch = (r.train->n + r.chain->data.batch - 1) / r.chain->data.batch;
+	for (int i = 0; i < r.nst; i++) {
 		r.st[i]->t0 = r.st[i]->w_t0 = r.t0;
+		r.st[i]->total = r.epochs < (1 << 30) ? per_epoch * r.epochs : 0;
+		r.st[i]->deadline = r.seconds > 0 ? r.t0 + r.seconds : 0;
+	}
 	rc = train_loop(&r, err);
 	if (rc)
 		fprintf(stderr, "necklace-train: %s\n", err);

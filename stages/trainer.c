@@ -13,10 +13,27 @@ uint64_t trainer_seed(uint64_t chain_seed, int idx)
 	return chain_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)idx + 1;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *dir)
+{
+	char p[CHAIN_PATH_LEN];
+	snprintf(p, sizeof p, "%s", dir);
+	for (char *s = p + 1;; s++) {
+		if (*s && *s != '/')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0777) != 0 && errno != EEXIST)
+			return -1;
+		if (!(*s = c))
+			return 0;
+	}
+}
+
 static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
 {
 	char path[CHAIN_PATH_LEN + CHAIN_NAME_LEN + 8];
-	if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+	if (make_dirs(dir) != 0) {
 		nk_errf(err, NK_EIO, "%s: cannot create log directory: %s", dir, strerror(errno));
 		return NULL;
 	}
@@ -81,6 +98,20 @@ static void line_begin(struct trainer *t, struct logfmt *l, const char *phase)
 	lf_int(l, "batch", t->batch);
 }
 
+/* of= and eta_s= on train lines, when the driver told how long the run is. */
+static void progress(const struct trainer *t, struct logfmt *l)
+{
+	double now = nk_now(), eta = -1;
+	if (t->total > 0 && t->batch > 0) {
+		lf_int(l, "of", t->total);
+		eta = (now - t->t0) / t->batch * (t->total - t->batch);
+	}
+	if (t->deadline > 0 && (eta < 0 || t->deadline - now < eta))
+		eta = t->deadline - now;
+	if (eta >= 0)
+		lf_num(l, "eta_s", eta > 0 ? eta : 0, 0);
+}
+
 void trainer_flush(struct trainer *t)
 {
 	if (!t->o || t->w_batches == 0)
@@ -92,6 +123,7 @@ void trainer_flush(struct trainer *t)
 	lf_num(&l, "loss", t->w_loss / t->w_n, 4);
 	lf_num(&l, "acc", (double)t->w_correct / t->w_n, 4);
 	lf_int(&l, "samples_s", (long long)(t->w_n / dt));
+	progress(t, &l);
 	if (t->cs->optim.kind == OPTIM_MCMC) {
 		lf_int(&l, "props_s", (long long)(t->w_steps / dt));
 		for (int i = 0; i < t->m->nlayers; i++) {
@@ -133,6 +165,7 @@ int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, lo
 	t->w_n += n;
 	t->w_steps += os.steps;
 	t->w_batches++;
+	t->steps++;
 	if (nk_now() - t->w_t0 >= 1.0)
 		trainer_flush(t);
 	return 0;

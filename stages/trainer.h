@@ -31,6 +31,10 @@ struct trainer {
 	double t0;               /* start of the run: t= is seconds since */
 	int epoch;               /* for log lines; set by the driver */
 	long batch;              /* last batch id trained on */
+	long total;              /* batches the run will train on, when known: train lines then
+				  * show of= and eta_s= (seconds left at the pace so far) */
+	double deadline;         /* or the run's end on the nk_now() clock (0: none), for eta_s= */
+	long steps;              /* batches trained on (checkpointed: survives restarts) */
 	struct trainer_net net;
 	double w_t0, w_loss;     /* current train-line window */
 	long w_correct, w_n, w_steps, w_batches;
