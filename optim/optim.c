@@ -61,3 +61,9 @@ void optim_reset_counts(struct optim *o)
 	memset(o->proposed, 0, sizeof(long) * o->m->nlayers);
 	memset(o->accepted, 0, sizeof(long) * o->m->nlayers);
 }
+
+float *optim_state(struct optim *o, size_t *n)
+{
+	*n = 0;
+	return o->ops->state ? o->ops->state(o, n) : NULL;
+}

@@ -34,6 +34,9 @@ struct optim_ops {
 	 * afterwards: forward again before reading them. */
 	int (*train)(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
 		     struct optim_stats *st);
+	/* optional: the optimizer's float state (SGD: the momentum buffer), *n floats, for
+	 * checkpoints; NULL and *n = 0 when it has none. */
+	float *(*state)(struct optim *o, size_t *n);
 };
 
 extern const struct optim_ops sgd_ops, mcmc_ops;
@@ -44,5 +47,7 @@ void optim_free(struct optim *o);
 int optim_train(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
 		struct optim_stats *st);
 void optim_reset_counts(struct optim *o);
+/* The float state a checkpoint must save beside the parameters and o->rng (NULL, *n = 0: none). */
+float *optim_state(struct optim *o, size_t *n);
 
 #endif

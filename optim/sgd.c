@@ -67,9 +67,17 @@ static int sgd_train(struct optim *o, const float *x, const int32_t *y, int n, c
 	return 0;
 }
 
+static float *sgd_state(struct optim *o, size_t *n)
+{
+	struct sgd *s = o->priv;
+	*n = o->m->nparams;
+	return s->v;
+}
+
 const struct optim_ops sgd_ops = {
 	.name = "sgd",
 	.init = sgd_init,
 	.free = sgd_free,
 	.train = sgd_train,
+	.state = sgd_state,
 };

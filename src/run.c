@@ -18,9 +18,11 @@
 #endif
 
 #include "src/chain.h"
+#include "stages/ckpt.h"
 #include "stages/stage.h"
 
 #define GRACE_S 120.0   /* after the source is done, the time the others get to finish */
+#define GRACE_PREDICT_S 30.0 /* ... in predict mode */
 #define KILL_S 10.0     /* after SIGTERM, the time before SIGKILL */
 #define LINE_MAX_ 2048
 
@@ -37,8 +39,9 @@ struct child {
 
 struct run {
 	struct chain *chain;
-	const char *chain_path, *logdir, *stage_bin;
-	double seconds, every;
+	const char *chain_path, *logdir, *stage_bin, *state_dir;
+	double seconds, every, threshold, wait, rate;
+	int predict, fresh;
 	struct child *ch;
 	int n;
 	double t0;
@@ -53,19 +56,29 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: necklace-run -c CHAIN [--log-dir DIR] [--seconds S] [--every S]\n"
+	fprintf(f, "usage: necklace-run -c CHAIN [--log-dir DIR] [--state-dir DIR] [--seconds S] [--fresh]\n"
+		   "                    [--predict [--threshold T]] [--every S]\n"
 		   "\n"
 		   "Start every stage of the chain on this machine (necklace-stage, one process each,\n"
 		   "sharing the CPU cores), print one progress line per stage every few seconds, and\n"
 		   "stop them all when the source is done (it then sends the test set down the chain)\n"
-		   "or on Ctrl-C. Each stage logs to DIR/NAME.log.\n"
-		   "  -c, --chain FILE   chain file (JSON)\n"
-		   "      --log-dir DIR  where the stages write their logs (default: logs)\n"
-		   "      --seconds S    train S seconds (default: the chain's data.epochs)\n"
-		   "      --every S      seconds between progress reports (default 5)\n"
-		   "      --stage-bin P  the necklace-stage program (default: next to this one)\n"
-		   "  -h, --help         this text\n"
-		   "Exit status: 0 every stage ended cleanly, 1 a stage failed, 2 bad usage or chain file.\n");
+		   "or on Ctrl-C. Each stage logs to DIR/NAME.log, checkpoints to STATEDIR/NAME.ckpt\n"
+		   "and resumes from it when started again.\n"
+		   "  -c, --chain FILE     chain file (JSON)\n"
+		   "      --log-dir DIR    where the stages write their logs (default: logs)\n"
+		   "      --state-dir DIR  checkpoints (default: the chain's state_dir, else state)\n"
+		   "      --fresh          do not resume from checkpoints (they are overwritten)\n"
+		   "      --seconds S      train S seconds (default: the chain's data.epochs)\n"
+		   "      --predict        answer the test set with the trained chain (checkpoints)\n"
+		   "                       and early exits; prints the report line (phase=predict)\n"
+		   "      --threshold T    predict: exit threshold of every stage (0..1)\n"
+		   "      --rate R         the source sends R batches a second (default: data.rate)\n"
+		   "      --wait S         see necklace-stage --help (default 3)\n"
+		   "      --every S        seconds between progress reports (default 5)\n"
+		   "      --stage-bin P    the necklace-stage program (default: next to this one)\n"
+		   "  -h, --help           this text\n"
+		   "Exit status: 0 every stage ended cleanly, 1 a stage failed, 2 bad usage, chain file\n"
+		   "or checkpoint.\n");
 }
 
 /* Value of key in a logfmt line, or "-". */
@@ -155,13 +168,37 @@ static pid_t spawn(struct run *r, int i, int threads)
 		setenv("OMP_NUM_THREADS", nt, 1);
 	if (!getenv("OMP_WAIT_POLICY"))
 		setenv("OMP_WAIT_POLICY", "passive", 1); /* processes share cores: no spinning */
-	const char *argv[12] = {r->stage_bin, "-c", r->chain_path, "-s", r->ch[i].name, "--log-dir",
+	char thr[32], wait[32], rate[32];
+	const char *argv[24] = {r->stage_bin, "-c", r->chain_path, "-s", r->ch[i].name, "--log-dir",
 				r->logdir, "--quiet"};
 	int k = 8;
 	if (i == 0 && r->seconds > 0) {
 		snprintf(secs, sizeof secs, "%g", r->seconds);
 		argv[k++] = "--seconds";
 		argv[k++] = secs;
+	}
+	if (r->state_dir) {
+		argv[k++] = "--state-dir";
+		argv[k++] = r->state_dir;
+	}
+	if (r->fresh)
+		argv[k++] = "--fresh";
+	if (r->predict)
+		argv[k++] = "--predict";
+	if (r->threshold >= 0) {
+		snprintf(thr, sizeof thr, "%.17g", r->threshold);
+		argv[k++] = "--threshold";
+		argv[k++] = thr;
+	}
+	if (i == 0 && r->rate > 0) {
+		snprintf(rate, sizeof rate, "%g", r->rate);
+		argv[k++] = "--rate";
+		argv[k++] = rate;
+	}
+	if (r->wait > 0) {
+		snprintf(wait, sizeof wait, "%g", r->wait);
+		argv[k++] = "--wait";
+		argv[k++] = wait;
 	}
 	argv[k] = NULL;
 	signal(SIGINT, SIG_DFL);
@@ -231,9 +268,10 @@ static int supervise(struct run *r)
 			signal_all(r, SIGTERM);
 			term_at = now;
 		}
-		if (done_at && !term_at && now - done_at > GRACE_S) {
+		double grace = r->predict ? GRACE_PREDICT_S : GRACE_S;
+		if (done_at && !term_at && now - done_at > grace) {
 			fprintf(stderr, "necklace-run: stages still running %.0f s after the source ended: "
-				"stopping them\n", GRACE_S);
+				"stopping them\n", grace);
 			signal_all(r, SIGTERM);
 			term_at = now;
 			any_failed = 1;
@@ -248,16 +286,34 @@ static int supervise(struct run *r)
 	return any_failed;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *dir)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s", dir);
+	for (char *s = p + 1;; s++) {
+		if (*s && *s != '/')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0777) != 0 && errno != EEXIST)
+			return -1;
+		if (!(*s = c))
+			return 0;
+	}
+}
+
 static int start(struct run *r, char err[NK_ERR_LEN])
 {
-	if (mkdir(r->logdir, 0777) != 0 && errno != EEXIST)
+	for (int i = 0; i < r->n; i++)
+		r->ch[i].name = r->chain->stages[i].name;
+	if (make_dirs(r->logdir) != 0)
 		return nk_errf(err, NK_EIO, "%s: cannot create log directory: %s", r->logdir, strerror(errno));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads = (int)NK_MAX(1, (cores > 0 ? cores : 1) / r->n);
 	for (int i = 0; i < r->n; i++) {
 		struct child *c = &r->ch[i];
 		struct stat st;
-		c->name = r->chain->stages[i].name;
 		snprintf(c->log, sizeof c->log, "%s/%s.log", r->logdir, c->name);
 		c->off = stat(c->log, &st) == 0 ? (long)st.st_size : 0; /* only this run's lines */
 	}
@@ -289,10 +345,26 @@ static void summary(struct run *r, int any_failed)
 		}
 	}
 	char acc[32];
+	const char *how = any_failed ? "FAILED" : interrupted ? "interrupted" : "done";
 	kv_get(r->ch[r->n - 1].test, "test_acc", acc, sizeof acc);
-	printf("necklace-run: %s after %.1f s: sink %s test_acc=%s\n",
-	       any_failed ? "FAILED" : interrupted ? "interrupted" : "done", nk_now() - r->t0,
-	       r->ch[r->n - 1].name, acc);
+	if (r->predict)
+		printf("necklace-run: predict %s after %.1f s\n", how, nk_now() - r->t0);
+	else
+		printf("necklace-run: %s after %.1f s: sink %s test_acc=%s\n", how, nk_now() - r->t0,
+		       r->ch[r->n - 1].name, acc);
+}
+
+/* Every stage's checkpoint, before anything starts: none is another chain's or corrupt; in
+ * predict mode, every one is there. */
+static int check_state(struct run *r, char err[NK_ERR_LEN])
+{
+	struct stage_opts o = {.state_dir = r->state_dir, .fresh = r->fresh, .predict = r->predict};
+	for (int i = 0; i < r->chain->nstages; i++) {
+		int rc = stage_read_ckpt(r->chain, i, &o, NULL, err);
+		if (rc && !(rc == NK_ENOENT && !r->predict))
+			return rc;
+	}
+	return 0;
 }
 
 static int parse_args(struct run *r, int argc, char **argv)
@@ -300,22 +372,40 @@ static int parse_args(struct run *r, int argc, char **argv)
 	static const struct option opts[] = {
 		{"chain", required_argument, 0, 'c'}, {"log-dir", required_argument, 0, 'l'},
 		{"seconds", required_argument, 0, 't'}, {"every", required_argument, 0, 'e'},
-		{"stage-bin", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"stage-bin", required_argument, 0, 'b'}, {"state-dir", required_argument, 0, 'S'},
+		{"fresh", no_argument, 0, 'F'}, {"predict", no_argument, 0, 'P'},
+		{"threshold", required_argument, 0, 'T'}, {"wait", required_argument, 0, 'w'},
+		{"rate", required_argument, 0, 'r'},
+		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	char *end;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		double *d = c == 't' ? &r->seconds : &r->every;
+		double *d = c == 't' ? &r->seconds : c == 'w' ? &r->wait : c == 'r' ? &r->rate : &r->every;
 		switch (c) {
 		case 'c': r->chain_path = optarg; break;
 		case 'l': r->logdir = optarg; break;
 		case 'b': r->stage_bin = optarg; break;
+		case 'S': r->state_dir = optarg; break;
+		case 'F': r->fresh = 1; break;
+		case 'P': r->predict = 1; break;
+		case 'T':
+			r->threshold = strtod(optarg, &end);
+			if (*end || !(r->threshold >= 0 && r->threshold <= 1)) {
+				fprintf(stderr, "necklace-run: --threshold wants a probability in [0, 1], not "
+					"'%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 't':
 		case 'e':
+		case 'w':
+		case 'r':
 			*d = strtod(optarg, &end);
 			if (*end || !(*d > 0)) {
 				fprintf(stderr, "necklace-run: --%s wants a positive number, not '%s'\n",
-					c == 't' ? "seconds" : "every", optarg);
+					c == 't' ? "seconds" : c == 'w' ? "wait" : c == 'r' ? "rate" : "every",
+					optarg);
 				return 2;
 			}
 			break;
@@ -327,12 +417,16 @@ static int parse_args(struct run *r, int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (r->threshold >= 0 && !r->predict) {
+		fprintf(stderr, "necklace-run: --threshold is for predict mode (--predict)\n");
+		return 2;
+	}
 	return -1;
 }
 
 int main(int argc, char **argv)
 {
-	struct run r = {.logdir = "logs", .every = 5.0};
+	struct run r = {.logdir = "logs", .every = 5.0, .threshold = -1};
 	char err[NK_ERR_LEN] = "", binbuf[PATH_MAX + 64];
 	int rc = parse_args(&r, argc, argv), in_c, in_h, in_w;
 	if (rc >= 0)
@@ -342,6 +436,8 @@ int main(int argc, char **argv)
 		rc = stage_data_dims(r.chain, &in_c, &in_h, &in_w, err);
 	if (rc == 0)
 		rc = stage_check_chain(r.chain, in_c, in_h, in_w, err);
+	if (rc == 0)
+		rc = check_state(&r, err);
 	if (rc) {
 		fprintf(stderr, "necklace-run: %s\n", err);
 		chain_free(r.chain);

@@ -253,6 +253,7 @@ static enum link_why hello_check(const struct link *l, const struct wire_hello *
 }
 
 void link_pump(struct net *n);
+static void link_ping(struct link *l);
 
 static void link_open(struct link *l)
 {
@@ -273,25 +274,40 @@ static void link_open(struct link *l)
 		n->up = l;
 		n->up_open = 1;
 		n->up_rtt = 0;
+		n->up_offset_ok = 0;
 	}
 	pthread_mutex_unlock(&n->mu);
 	net_log(n, "connected", l, NULL, NULL);
+	link_ping(l); /* a first round trip (and clock offset) right away */
 	if (l->down)
 		link_pump(n);
 }
 
 /* ---- the state machine ---- */
 
+/* A round trip, and (from the up link) the upstream clock's offset from ours: the peer read its
+ * clock about half way through the round trip (NTP's estimate; no synchronised clocks needed). */
 static void on_pong(struct link *l, const struct wire_msg *m)
 {
 	struct net *n = l->net;
-	double ms = (nk_now() - m->sent) * 1e3;
+	double now = nk_now(), ms = (now - m->sent) * 1e3;
 	if (ms < 0 || ms > 1e6)
 		return;
 	l->rtt_ms = l->rtt_ms > 0 ? 0.8 * l->rtt_ms + 0.2 * ms : ms;
+	double off = m->peer_now - 0.5 * (m->sent + now);
 	pthread_mutex_lock(&n->mu);
 	*(l->down ? &n->down_rtt : &n->up_rtt) = l->rtt_ms;
+	if (!l->down && m->peer_now > 0) {
+		n->up_offset = n->up_offset_ok ? 0.8 * n->up_offset + 0.2 * off : off;
+		n->up_offset_ok = 1;
+	}
 	pthread_mutex_unlock(&n->mu);
+}
+
+static void link_ping(struct link *l)
+{
+	struct wire_msg m = {.kind = WIRE_PING, .nonce = ++l->nonce, .sent = nk_now()};
+	link_send_msg(l, &m);
 }
 
 /* One decoded frame on l; takes ownership of m. */
@@ -320,7 +336,8 @@ static void link_dispatch(struct link *l, struct wire_msg *m)
 	case LINK_OPEN:
 		switch (m->kind) {
 		case WIRE_PING: {
-			struct wire_msg pong = {.kind = WIRE_PONG, .nonce = m->nonce, .sent = m->sent};
+			struct wire_msg pong = {.kind = WIRE_PONG, .nonce = m->nonce, .sent = m->sent,
+						.peer_now = nk_now()};
 			link_send_msg(l, &pong);
 			break;
 		}
@@ -512,15 +529,8 @@ void link_resume_cb(evutil_socket_t fd, short what, void *arg)
 void link_ping_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct net *n = arg;
-	struct wire_msg m = {.kind = WIRE_PING};
-	if (n->has_down && n->down.state == LINK_OPEN) {
-		m.nonce = ++n->down.nonce;
-		m.sent = nk_now();
-		link_send_msg(&n->down, &m);
-	}
-	if (n->up && n->up->state == LINK_OPEN) {
-		m.nonce = ++n->up->nonce;
-		m.sent = nk_now();
-		link_send_msg(n->up, &m);
-	}
+	if (n->has_down && n->down.state == LINK_OPEN)
+		link_ping(&n->down);
+	if (n->up && n->up->state == LINK_OPEN)
+		link_ping(n->up);
 }

@@ -31,6 +31,8 @@ struct net_stats {
 	long unsent;            /* train frames dropped from the outbox */
 	long refused;           /* connections refused at the Hello */
 	double up_rtt_ms, down_rtt_ms; /* smoothed Ping/Pong round trip; 0 until measured */
+	double up_offset_s;     /* the upstream's clock minus ours (estimated from round trips) */
+	int up_offset_ok;       /* 0 until measured */
 	int backlog;            /* frames in the outbox */
 };
 

@@ -86,6 +86,8 @@ struct net {
 	long unsent, refused;
 	int stop_queued, stop_written, stop_delivered, down_drained;
 	double up_rtt, down_rtt;
+	double up_offset;            /* upstream clock minus ours, seconds (Ping/Pong estimate) */
+	int up_offset_ok;
 	int up_open, down_open;
 };
 

@@ -1,11 +1,12 @@
 # stages/: the stage runtime: trainer (model + optimizer + logs), wire, links, stage loop.
-libnecklace_a_SOURCES += stages/trainer.h stages/trainer.c
+libnecklace_a_SOURCES += stages/trainer.h stages/trainer.c stages/exit.h stages/exit.c
 
 # The network runtime is its own library so that only what needs libevent and protobuf-c gets
 # their flags and libraries. stages/necklace.pb-c.[ch] are generated into the build tree.
 noinst_LIBRARIES += libnecklace_net.a
 libnecklace_net_a_SOURCES = stages/wire.h stages/wire.c stages/inbox.h stages/inbox.c \
-	stages/link.h stages/link_int.h stages/link.c stages/net.c stages/stage.h stages/stage.c
+	stages/link.h stages/link_int.h stages/link.c stages/net.c stages/stage.h stages/stage.c \
+	stages/stage_int.h stages/source.c stages/predict.c stages/ckpt.h stages/ckpt.c
 nodist_libnecklace_net_a_SOURCES = stages/necklace.pb-c.c stages/necklace.pb-c.h
 libnecklace_net_a_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) $(PROTOBUF_C_CFLAGS)
 NET_LIBS = libnecklace_net.a $(NK_LIBS) $(LIBEVENT_LIBS) $(PROTOBUF_C_LIBS)
@@ -31,3 +32,14 @@ tests_test_chain_run_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
 EXTRA_DIST += tests/net_test.h
 # tests/test_chain_run starts the built necklace-stage programs.
 AM_TESTS_ENVIRONMENT += NK_BUILDDIR='$(abs_top_builddir)'; export NK_BUILDDIR;
+
+if HAVE_CRITERION
+check_PROGRAMS += tests/test_exit tests/test_ckpt tests/test_predict
+endif
+tests_test_exit_SOURCES = tests/test_exit.c
+tests_test_exit_LDADD = $(TEST_LIBS)
+tests_test_ckpt_SOURCES = tests/test_ckpt.c
+tests_test_ckpt_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
+tests_test_predict_SOURCES = tests/test_predict.c
+tests_test_predict_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
+EXTRA_DIST += tests/run_test.h

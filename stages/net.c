@@ -374,6 +374,8 @@ void net_get_stats(struct net *n, struct net_stats *s)
 	s->refused = n->refused;
 	s->up_rtt_ms = n->up_rtt;
 	s->down_rtt_ms = n->down_rtt;
+	s->up_offset_s = n->up_offset;
+	s->up_offset_ok = n->up_offset_ok;
 	s->backlog = n->oq_len;
 	pthread_mutex_unlock(&n->mu);
 }

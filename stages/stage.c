@@ -1,5 +1,6 @@
-/* Stage runtime: the compute loop of one stage (main thread) over its links (event thread). */
-#include "stages/stage.h"
+/* Stage runtime: set-up, checkpoints, sending, and the loop of the stages after the first
+ * (main thread) over the links (event thread). */
+#include "stages/stage_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,38 +8,21 @@
 
 #include "data/ds.h"
 #include "src/logfmt.h"
-#include "stages/inbox.h"
-#include "stages/link.h"
-#include "stages/trainer.h"
 
-struct stage {
-	const struct chain *c;
-	int index;
-	const struct stage_opts *o;
-	struct trainer *t;          /* built once the input shape is known */
-	struct inbox *in;           /* NULL at the source */
-	struct net *net;
-	int has_down;
-	FILE *log, *echo;
-	double t0;
-	long dropped;               /* train batches taken stale from the inbox */
-	volatile int tick;          /* the source's pace (set by the event thread) */
-};
-
-static void stage_log(struct stage *s, const char *event, const char *k, const char *v)
+void stage_log(struct stage *s, const char *phase, const char *event, const char *k, const char *v)
 {
 	struct logfmt l;
 	lf_begin(&l);
 	lf_num(&l, "t", nk_now() - s->t0, 3);
 	lf_str(&l, "stage", s->c->stages[s->index].name);
-	lf_str(&l, "phase", "stage");
+	lf_str(&l, "phase", phase);
 	lf_str(&l, "event", event);
 	if (k)
 		lf_str(&l, k, v);
 	lf_write(&l, s->echo, s->log);
 }
 
-static int stopped(const struct stage *s)
+int stage_stopped(const struct stage *s)
 {
 	return s->o->stop && *s->o->stop;
 }
@@ -48,14 +32,18 @@ int stage_err_is_config(int rc)
 	return rc == NK_EINVAL || rc == NK_ENOENT || rc == NK_EFORMAT || rc == NK_ESHAPE || rc == NK_EUNSUP;
 }
 
+static void nap(double sec)
+{
+	struct timespec ts = {(time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9)};
+	nanosleep(&ts, NULL);
+}
+
 /* ---- checks before anything starts ---- */
 
 int stage_data_dims(const struct chain *c, int *in_c, int *in_h, int *in_w, char err[NK_ERR_LEN])
 {
-	const struct chain_data *d = &c->data;
 	struct ds *ds = NULL;
-	int rc = d->has_test ? ds_idx_load(&ds, d->test[0], d->test[1], d->classes, err)
-			     : ds_idx_load(&ds, d->train[0], d->train[1], d->classes, err);
+	int rc = ds_load(&ds, &c->data, c->data.has_test, err);
 	if (rc)
 		return rc;
 	*in_c = ds->c;
@@ -95,9 +83,105 @@ int stage_check_chain(const struct chain *c, int in_c, int in_h, int in_w, char 
 	return 0;
 }
 
+int stage_read_ckpt(const struct chain *c, int index, const struct stage_opts *o, struct ckpt **out,
+		    char err[NK_ERR_LEN])
+{
+	char path[CHAIN_PATH_LEN + 80];
+	const char *dir = o->state_dir ? o->state_dir : c->state_dir;
+	struct ckpt *k = NULL;
+	if (out)
+		*out = NULL;
+	if (!o->predict && o->fresh)
+		return NK_ENOENT;
+	if (ckpt_path(path, sizeof path, dir, c->stages[index].name))
+		return nk_errf(err, NK_EINVAL, "%s: state directory path too long", dir);
+	int rc = ckpt_read(&k, path, c, index, err);
+	if (rc == NK_ENOENT && o->predict)
+		nk_errf(err, NK_ENOENT, "%s: no checkpoint of stage %s: predict mode needs a trained "
+			"chain (train it first, with the same chain file and state directory)", path,
+			c->stages[index].name);
+	if (rc == 0 && out)
+		*out = k;
+	else
+		ckpt_free(k);
+	return rc;
+}
+
+/* ---- the trainer and its checkpoints ---- */
+
+int stage_build(struct stage *s, struct layer_dims in, char err[NK_ERR_LEN])
+{
+	int rc = trainer_new(&s->t, s->c, s->index, in, !s->o->predict, NULL, err);
+	if (rc)
+		return rc;
+	s->t->log = s->log;
+	s->t->echo = s->echo;
+	s->t->t0 = s->t->w_t0 = s->t0;
+	if (!s->ck)
+		return 0;
+	struct ckpt *k = s->ck;
+	if ((rc = ckpt_apply(k, s->t->m, s->t->o, err)))
+		return rc;
+	s->t->steps = k->step;
+	s->t->batch = k->batch;
+	s->t->epoch = k->epoch;
+	s->epoch_batch = k->epoch_batch;
+	char path[CHAIN_PATH_LEN + 80];
+	struct logfmt l;
+	ckpt_path(path, sizeof path, s->state_dir, k->stage);
+	lf_begin(&l);
+	lf_num(&l, "t", nk_now() - s->t0, 3);
+	lf_str(&l, "stage", k->stage);
+	lf_str(&l, "phase", "ckpt");
+	lf_str(&l, "event", s->o->predict ? "loaded" : "resumed");
+	lf_int(&l, "step", k->step);
+	lf_int(&l, "batch", k->batch);
+	lf_int(&l, "epoch", k->epoch);
+	lf_str(&l, "file", path);
+	lf_write(&l, s->echo, s->log);
+	ckpt_free(k);
+	s->ck = NULL;
+	return 0;
+}
+
+void stage_checkpoint(struct stage *s)
+{
+	char err[NK_ERR_LEN], path[CHAIN_PATH_LEN + 80];
+	if (s->o->predict || !s->t || !s->t->o || s->t->steps == 0)
+		return;
+	struct ckpt k;
+	ckpt_of(&k, s->c, s->index, s->t->m, s->t->o);
+	k.step = s->t->steps;
+	k.batch = s->t->batch;
+	k.epoch = s->t->epoch;
+	k.epoch_batch = s->epoch_batch;
+	if (ckpt_save(s->state_dir, &k, err)) {
+		stage_log(s, "ckpt", "failed", "error", err);
+		return;
+	}
+	struct logfmt l;
+	ckpt_path(path, sizeof path, s->state_dir, k.stage);
+	lf_begin(&l);
+	lf_num(&l, "t", nk_now() - s->t0, 3);
+	lf_str(&l, "stage", k.stage);
+	lf_str(&l, "phase", "ckpt");
+	lf_str(&l, "event", "saved");
+	lf_int(&l, "step", k.step);
+	lf_int(&l, "batch", k.batch);
+	lf_str(&l, "file", path);
+	lf_write(&l, s->echo, s->log);
+}
+
+void stage_trained(struct stage *s)
+{
+	int every = s->c->checkpoint_every;
+	if (every > 0 && s->t->steps % every == 0)
+		stage_checkpoint(s);
+}
+
 /* ---- sending ---- */
 
-static void note_net(struct stage *s)
+void stage_note_net(struct stage *s)
 {
 	struct net_stats ns;
 	net_get_stats(s->net, &ns);
@@ -105,12 +189,51 @@ static void note_net(struct stage *s)
 	s->t->net.inbox = s->in ? inbox_len(s->in) : 0;
 	s->t->net.dropped = s->dropped + (s->in ? inbox_dropped(s->in) : 0);
 	s->t->net.rtt_ms = s->has_down ? ns.down_rtt_ms : ns.up_rtt_ms;
-	s->t->net.unsent = ns.unsent;
+	s->t->net.unsent = ns.unsent + s->unsent;
 }
 
-/* Send this stage's body output x for the batch described by b (shape from the model). */
-static int forward(struct stage *s, const struct wire_batch *b, const float *x, double arrived,
-		   char err[NK_ERR_LEN])
+/* stage_down_ready; again: wait for a closed downstream even when it was found unreachable. */
+static int down_wait(struct stage *s, int max, int again)
+{
+	double wait = s->o->wait_s > 0 ? s->o->wait_s : 3.0, closed_since = -1;
+	struct net_stats ns;
+	if (!s->has_down)
+		return 0;
+	for (;;) {
+		net_get_stats(s->net, &ns);
+		if (ns.down_open) {
+			if (s->down_lost)
+				stage_log(s, "stage", "downstream_back", NULL, NULL);
+			s->down_lost = 0;
+			closed_since = -1;
+			if (ns.backlog < max)
+				return 1;
+			net_wait_backlog(s->net, max, 0.05);
+		} else {
+			double now = nk_now();
+			if (closed_since < 0)
+				closed_since = now;
+			if ((s->down_lost && !again) || now - closed_since >= wait)
+				break;
+			nap(0.01);
+		}
+		if (stage_stopped(s))
+			return 0;
+	}
+	if (!s->down_lost)
+		stage_log(s, "stage", "downstream_unreachable", "detail", s->o->predict ?
+			  "answering here (degraded) until it is back" : "test batches are not sent until it is back");
+	s->down_lost = 1;
+	return 0;
+}
+
+int stage_down_ready(struct stage *s, int max)
+{
+	return down_wait(s, max, 0);
+}
+
+int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, double arrived,
+		  char err[NK_ERR_LEN])
 {
 	struct wire_msg m = {.kind = WIRE_BATCH, .batch = *b};
 	struct layer_dims d = model_body_dims(s->t->m);
@@ -118,208 +241,125 @@ static int forward(struct stage *s, const struct wire_batch *b, const float *x, 
 	m.batch.h = d.h;
 	m.batch.w = d.w;
 	m.batch.x = x;
-	m.batch.chain_ms = b->chain_ms + (nk_now() - arrived) * 1e3;
+	m.batch.sent = nk_now();
+	m.batch.chain_ms = b->chain_ms + (m.batch.sent - arrived) * 1e3;
 	s->t->net.chain_ms = m.batch.chain_ms;
 	return net_send(s->net, &m, err);
 }
 
-/* Pass the Stop on and wait (bounded) until the downstream holds it. */
-static void send_stop(struct stage *s, const char *reason)
+void stage_send_stop(struct stage *s, const char *reason)
 {
 	char err[NK_ERR_LEN];
 	if (!s->has_down)
 		return;
 	struct wire_msg m = {.kind = WIRE_STOP};
 	snprintf(m.reason, sizeof m.reason, "%s", reason);
-	if (net_send(s->net, &m, err) == 0 &&
+	/* the Stop is worth a full wait, even for a downstream found unreachable before */
+	if (down_wait(s, 1 << 30, 1) && net_send(s->net, &m, err) == 0 &&
 	    net_flush(s->net, s->o->flush_s > 0 ? s->o->flush_s : 60.0) == 0)
 		return;
-	stage_log(s, "stop_undelivered", "reason", "the downstream did not take the last frames in time");
-}
-
-/* ---- the source ---- */
-
-static int load_data(const struct chain *c, struct ds **train, struct ds **test, char err[NK_ERR_LEN])
-{
-	const struct chain_data *d = &c->data;
-	int rc = ds_idx_load(train, d->train[0], d->train[1], d->classes, err);
-	if (rc == 0 && d->has_test)
-		rc = ds_idx_load(test, d->test[0], d->test[1], d->classes, err);
-	if (rc == 0 && d->limit > 0 && d->limit < (*train)->n)
-		(*train)->n = d->limit;
-	return rc;
-}
-
-/* Sleep until *due (bounded, waking for signals), then set the next due time. */
-static void pace(struct stage *s, double *due)
-{
-	double rate = s->c->data.rate;
-	while (!stopped(s)) {
-		double left = *due - nk_now();
-		if (left <= 0)
-			break;
-		left = NK_MIN(left, 0.1);
-		struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-		nanosleep(&ts, NULL);
-	}
-	*due = NK_MAX(*due + 1.0 / rate, nk_now() - 1.0 / rate);
-}
-
-/* The final test pass: the whole test set through this stage and down the chain. */
-static int source_test(struct stage *s, struct ds *test, float *x, int32_t *y, char err[NK_ERR_LEN])
-{
-	const struct chain_data *d = &s->c->data;
-	struct batcher_cfg bc = {.batch = d->batch, .mean = (float)d->mean, .std = (float)d->std};
-	struct batcher *b = batcher_new(test, &bc);
-	if (!b)
-		return nk_errf(err, NK_ENOMEM, "out of memory");
-	int n, nb = batcher_batches(b), rc = 0;
-	for (int k = 1; rc == 0 && !stopped(s) && (n = batcher_next(b, x, y)) > 0; k++) {
-		double t = nk_now();
-		trainer_test_batch(s->t, x, y, n);
-		struct wire_batch wb = {.id = (uint64_t)k, .phase = WIRE_TEST, .epoch = s->t->epoch,
-					.last = k == nb, .n = n, .y = y};
-		if (s->has_down)
-			rc = forward(s, &wb, model_body_out(s->t->m), t, err);
-	}
-	batcher_free(b);
-	if (rc == 0 && !stopped(s))
-		trainer_test_end(s->t);
-	return rc;
-}
-
-static int source_train(struct stage *s, struct ds *train, float *x, int32_t *y, char err[NK_ERR_LEN])
-{
-	const struct chain_data *d = &s->c->data;
-	struct batcher_cfg bc = {.batch = d->batch, .shuffle = d->shuffle, .seed = s->c->seed,
-				 .mean = (float)d->mean, .std = (float)d->std};
-	struct batcher *b = batcher_new(train, &bc);
-	if (!b)
-		return nk_errf(err, NK_ENOMEM, "out of memory");
-	int epochs = s->o->seconds > 0 ? 1 << 30 : d->epochs, epoch = 0, rc = 0, n;
-	double due = nk_now();
-	long id = 0;
-	if (d->rate > 0)
-		net_ticker(s->net, 1.0 / d->rate, &s->tick);
-	while (rc == 0 && !stopped(s) && epoch < epochs &&
-	       (s->o->seconds <= 0 || nk_now() - s->t0 < s->o->seconds)) {
-		if ((n = batcher_next(b, x, y)) == 0) {
-			epoch++;
-			continue;
-		}
-		if (d->rate > 0)
-			pace(s, &due);
-		double t = nk_now();
-		s->tick = 0;
-		s->t->epoch = epoch;
-		note_net(s);
-		rc = trainer_train(s->t, x, y, n, ++id, d->rate > 0 ? &s->tick : NULL, err);
-		struct wire_batch wb = {.id = (uint64_t)id, .phase = WIRE_TRAIN, .epoch = epoch, .n = n, .y = y};
-		if (rc == 0 && s->has_down)
-			rc = forward(s, &wb, trainer_body(s->t, x, n), t, err);
-	}
-	net_ticker(s->net, 0, NULL);
-	batcher_free(b);
-	trainer_flush(s->t);
-	return rc;
-}
-
-static int source_run(struct stage *s, char err[NK_ERR_LEN])
-{
-	struct ds *train = NULL, *test = NULL;
-	int rc = load_data(s->c, &train, &test, err);
-	struct layer_dims in = {0, 0, 0};
-	if (rc == 0) {
-		in = (struct layer_dims){train->c, train->h, train->w};
-		rc = trainer_new(&s->t, s->c, s->index, in, 1, NULL, err);
-	}
-	size_t sz = (size_t)s->c->data.batch * dims_size(in);
-	float *x = rc ? NULL : nk_floats(sz ? sz : 1);
-	int32_t *y = rc ? NULL : calloc((size_t)s->c->data.batch, sizeof *y);
-	if (rc == 0 && (!x || !y))
-		rc = nk_errf(err, NK_ENOMEM, "out of memory for batches");
-	if (rc == 0) {
-		s->t->log = s->log;
-		s->t->echo = s->echo;
-		s->t->t0 = s->t->w_t0 = s->t0;
-		rc = source_train(s, train, x, y, err);
-	}
-	if (rc == 0 && !stopped(s)) {
-		if (test)
-			rc = source_test(s, test, x, y, err);
-		if (rc == 0 && !stopped(s)) {
-			stage_log(s, "stop", "reason", "training done");
-			send_stop(s, "training done");
-		}
-	}
-	free(x);
-	free(y);
-	ds_free(train);
-	ds_free(test);
-	return rc;
+	stage_log(s, "stage", "stop_undelivered", "reason", "the downstream did not take the last frames in time");
 }
 
 /* ---- the other stages ---- */
 
-/* One batch from upstream: train (anytime) or test on it, forward the body output. */
+/* Whether batch b fits this stage's model; logs it when not. */
+static int batch_fits(struct stage *s, const struct wire_batch *b)
+{
+	const struct model *md = s->t->m;
+	int empty_ok = b->phase == WIRE_PREDICT && b->n == 0; /* answers only */
+	int labels_ok = b->y != NULL;
+	for (int i = 0; labels_ok && i < b->n; i++)
+		labels_ok = b->y[i] >= 0 && b->y[i] < md->classes; /* a label indexes the logits */
+	if (empty_ok || (b->c == md->in.c && b->h == md->in.h && b->w == md->in.w && b->n > 0 &&
+			 b->n <= md->max_batch && labels_ok))
+		return 1;
+	char what[160];
+	snprintf(what, sizeof what, "batch %llu: %dx%dx%dx%d%s, want Nx%dx%dx%d with N <= %d",
+		 (unsigned long long)b->id, b->n, b->c, b->h, b->w, labels_ok ? "" : " without valid labels",
+		 md->in.c, md->in.h, md->in.w, md->max_batch);
+	stage_log(s, "stage", "bad_batch", "detail", what);
+	return 0;
+}
+
+/* One test batch: evaluate the head, pass the body output on; the pass's line at its end. */
+static int on_test(struct stage *s, const struct wire_batch *b, double arrived, char err[NK_ERR_LEN])
+{
+	int rc = 0;
+	if (b->id == 1 && s->t->t_n > 0)
+		trainer_test_end(s->t); /* the previous pass lost its end: log what it had */
+	trainer_test_batch(s->t, b->x, b->y, b->n);
+	if (s->has_down && stage_down_ready(s, ORDERED_BACKLOG))
+		rc = stage_forward(s, b, model_body_out(s->t->m), arrived, err);
+	else if (s->has_down)
+		s->unsent++;
+	if (b->last)
+		trainer_test_end(s->t);
+	return rc;
+}
+
+/* One batch from upstream: train (anytime), test or predict on it, pass the result on. */
 static int on_batch(struct stage *s, struct wire_msg *m, char err[NK_ERR_LEN])
 {
 	const struct wire_batch *b = &m->batch;
 	struct layer_dims in = {b->c, b->h, b->w};
 	int rc;
-	if (!s->t) { /* the first batch tells the input shape */
-		if ((rc = trainer_new(&s->t, s->c, s->index, in, 1, NULL, err)))
-			return rc;
-		s->t->log = s->log;
-		s->t->echo = s->echo;
-		s->t->t0 = s->t->w_t0 = s->t0;
-	}
-	const struct model *md = s->t->m;
-	if (in.c != md->in.c || in.h != md->in.h || in.w != md->in.w || b->n <= 0 ||
-	    b->n > md->max_batch || !b->y) {
-		char what[128];
-		snprintf(what, sizeof what, "batch %llu: %dx%dx%dx%d%s, want Nx%dx%dx%d with N <= %d",
-			 (unsigned long long)b->id, b->n, b->c, b->h, b->w, b->y ? "" : " without labels",
-			 md->in.c, md->in.h, md->in.w, md->max_batch);
-		stage_log(s, "bad_batch", "detail", what);
+	if (!s->t && (rc = stage_build(s, in, err))) /* the first batch tells the input shape */
+		return rc;
+	if (!batch_fits(s, b))
 		return 0;
-	}
-	s->t->epoch = b->epoch;
+	if (b->phase != WIRE_PREDICT)
+		s->t->epoch = b->epoch;
 	switch (b->phase) {
 	case WIRE_TRAIN:
-		note_net(s);
+		if (s->o->predict)
+			return 0;
+		stage_note_net(s);
 		if ((rc = trainer_train(s->t, b->x, b->y, b->n, (long)b->id, &s->in->newer, err)))
 			return rc;
-		return s->has_down ? forward(s, b, trainer_body(s->t, b->x, b->n), m->arrived, err) : 0;
+		stage_trained(s);
+		return s->has_down ? stage_forward(s, b, trainer_body(s->t, b->x, b->n), m->arrived, err) : 0;
 	case WIRE_TEST:
-		trainer_test_batch(s->t, b->x, b->y, b->n);
-		rc = s->has_down ? forward(s, b, model_body_out(s->t->m), m->arrived, err) : 0;
-		if (b->last)
-			trainer_test_end(s->t);
-		return rc;
-	default: /* predict mode comes with early exits: pass it on */
-		return s->has_down ? forward(s, b, trainer_body(s->t, b->x, b->n), m->arrived, err) : 0;
+		return on_test(s, b, m->arrived, err);
+	default: {
+		struct net_stats ns;
+		net_get_stats(s->net, &ns);
+		/* the link's one-way time: our arrival minus its sending, in our clock */
+		double transit = ns.up_offset_ok ? (m->arrived - (b->sent - ns.up_offset_s)) * 1e3
+						 : ns.up_rtt_ms / 2;
+		if (!s->pr && (rc = predict_new(&s->pr, s, err)))
+			return rc;
+		return predict_batch(s, b, m->arrived, b->link_ms + NK_MAX(transit, 0.0), err);
 	}
+	}
+}
+
+/* The end: a pass cut short is logged, the state saved, the Stop passed on. */
+static void relay_end(struct stage *s, const char *reason)
+{
+	if (s->t && s->t->t_n > 0)
+		trainer_test_end(s->t);
+	if (s->t)
+		trainer_flush(s->t);
+	predict_finish(s);
+	stage_checkpoint(s);
+	stage_log(s, "stage", "stop", "reason", reason);
 }
 
 static int relay_run(struct stage *s, char err[NK_ERR_LEN])
 {
 	int rc = 0;
-	while (rc == 0 && !stopped(s)) {
+	while (rc == 0 && !stage_stopped(s)) {
 		if (s->o->seconds > 0 && nk_now() - s->t0 >= s->o->seconds) {
-			stage_log(s, "stop", "reason", "time limit");
-			break;
+			relay_end(s, "time limit");
+			return 0;
 		}
 		struct wire_msg *m = inbox_take(s->in, 0.25, &s->dropped);
 		if (!m)
 			continue;
 		if (m->kind == WIRE_STOP) {
-			if (s->t && s->t->t_n > 0)
-				trainer_test_end(s->t); /* the pass was cut short */
-			if (s->t)
-				trainer_flush(s->t);
-			stage_log(s, "stop", "reason", m->reason[0] ? m->reason : "stop");
-			send_stop(s, m->reason);
+			relay_end(s, m->reason[0] ? m->reason : "stop");
+			stage_send_stop(s, m->reason);
 			wire_msg_free(m);
 			return 0;
 		}
@@ -328,48 +368,68 @@ static int relay_run(struct stage *s, char err[NK_ERR_LEN])
 	}
 	if (s->t)
 		trainer_flush(s->t);
+	predict_finish(s);
+	stage_checkpoint(s);
 	return rc;
 }
 
 /* ---- setup ---- */
 
+static void log_failure(struct stage *s, const char *err)
+{
+	struct logfmt l;
+	lf_begin(&l);
+	lf_num(&l, "t", nk_now() - s->t0, 3);
+	lf_str(&l, "stage", s->c->stages[s->index].name);
+	lf_str(&l, "phase", "stage");
+	lf_str(&l, "event", "failed");
+	lf_str(&l, "error", err);
+	lf_write(&l, NULL, s->log);
+}
+
+static int stage_start(struct stage *s, char err[NK_ERR_LEN])
+{
+	const struct stage_opts *o = s->o;
+	int rc = stage_read_ckpt(s->c, s->index, o, &s->ck, err);
+	if (rc == NK_ENOENT && !o->predict)
+		rc = 0; /* nothing to resume from */
+	if (rc == 0 && s->ck && (rc = stage_build(s, s->ck->in, err)))
+		return rc;
+	if (rc == 0 && s->index > 0 && (rc = inbox_new(&s->in, o->inbox)))
+		nk_errf(err, rc, "out of memory");
+	struct net_cfg nc = {.chain = s->c, .index = s->index, .inbox = s->in, .log = s->log,
+			     .echo = s->echo, .t0 = s->t0, .max_frame = o->max_frame};
+	if (rc == 0)
+		rc = net_new(&s->net, &nc, err);
+	if (rc == 0) {
+		stage_log(s, "stage", "start", "role", s->index == 0 ? "source" : s->has_down ? "relay" : "sink");
+		rc = net_start(s->net, err);
+	}
+	return rc;
+}
+
 int stage_run(const struct chain *c, int index, const struct stage_opts *o, char err[NK_ERR_LEN])
 {
 	struct stage s = {.c = c, .index = index, .o = o, .t0 = nk_now()};
 	const char *name = c->stages[index].name;
-	int rc = 0;
+	s.state_dir = o->state_dir ? o->state_dir : c->state_dir;
 	s.has_down = index + 1 < c->nstages;
 	s.echo = o->echo ? stdout : NULL;
 	if (o->logdir && !(s.log = trainer_open_log(o->logdir, name, err)))
 		return NK_EIO;
-	if (index > 0 && (rc = inbox_new(&s.in, o->inbox)))
-		nk_errf(err, rc, "out of memory");
-	struct net_cfg nc = {.chain = c, .index = index, .inbox = s.in, .log = s.log, .echo = s.echo,
-			     .t0 = s.t0, .max_frame = o->max_frame};
-	if (rc == 0)
-		rc = net_new(&s.net, &nc, err);
-	if (rc == 0) {
-		stage_log(&s, "start", "role", index == 0 ? "source" : s.has_down ? "relay" : "sink");
-		rc = net_start(s.net, err);
-	}
+	int rc = stage_start(&s, err);
 	if (rc == 0)
 		rc = index == 0 ? source_run(&s, err) : relay_run(&s, err);
-	if (stopped(&s))
-		stage_log(&s, "stop", "reason", "signal");
-	if (rc && s.log) {
-		struct logfmt l;
-		lf_begin(&l);
-		lf_num(&l, "t", nk_now() - s.t0, 3);
-		lf_str(&l, "stage", name);
-		lf_str(&l, "phase", "stage");
-		lf_str(&l, "event", "failed");
-		lf_str(&l, "error", err);
-		lf_write(&l, NULL, s.log);
-	}
+	if (stage_stopped(&s))
+		stage_log(&s, "stage", "stop", "reason", "signal");
+	if (rc && s.log)
+		log_failure(&s, err);
 	net_free(s.net);
 	if (s.t)
 		s.t->log = NULL; /* ours */
+	predict_free(s.pr);
 	trainer_free(s.t);
+	ckpt_free(s.ck);
 	inbox_free(s.in);
 	if (s.log)
 		fclose(s.log);

@@ -1,8 +1,12 @@
 /* The stage runtime: one stage of a chain on this device, its role given by its position. The
  * source (first) reads the data set and trains; every other stage trains on the newest batch in
- * its inbox (anytime: until a newer one waits). Each forwards its body output downstream. When
- * training ends the source streams the test set once (phase=test), then Stop, which every stage
- * passes on before it exits. */
+ * its inbox (anytime: until a newer one waits). Each forwards its body output downstream. Every
+ * data.test_every train batches (else at epoch ends) and when training ends the source streams the
+ * test set (phase=test) and each stage logs its head's test accuracy; then Stop, which every stage
+ * passes on before it exits. Stages checkpoint to STATEDIR/NAME.ckpt and resume from it.
+ * In predict mode the source streams the test set (phase=predict) through the trained chain and
+ * samples leave it at the first stage confident enough (stages/exit.h); the last stage reached
+ * writes the report. */
 #ifndef NK_STAGE_H
 #define NK_STAGE_H
 
@@ -21,7 +25,21 @@ struct stage_opts {
 	double flush_s;            /* how long the end waits for the downstream to take the last
 				    * frames and the Stop (0: 60) */
 	const volatile sig_atomic_t *stop; /* set by the program on SIGINT/SIGTERM: stop now */
+	const char *state_dir;     /* checkpoints; NULL: the chain's state_dir */
+	int fresh;                 /* training: ignore an existing checkpoint (it is overwritten) */
+	int predict;               /* predict mode: needs the checkpoint; no training */
+	double threshold;          /* predict: >= 0 replaces every stage's exit rule; < 0: the chain's */
+	double rate;               /* source: > 0 replaces data.rate (batches/s) */
+	double wait_s;             /* how long a closed downstream is waited for before test frames
+				    * are skipped, or predict answers given here (0: 3) */
 };
+
+/* Read and check this stage's checkpoint before anything starts: NK_ENOENT when there is none
+ * (in predict mode an error, with err filled; in training a fresh start), NK_EFORMAT/NK_EINVAL
+ * for a corrupt or foreign one. *out may be NULL (only checking). */
+struct ckpt;
+int stage_read_ckpt(const struct chain *c, int index, const struct stage_opts *o, struct ckpt **out,
+		    char err[NK_ERR_LEN]);
 
 /* What a chain needs before anything starts: every stage but the first has a distinct "listen"
  * address that resolves; with the data set's sample shape known (in.c > 0), every stage's model

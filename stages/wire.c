@@ -131,6 +131,31 @@ static long locate_data(const uint8_t *p, size_t n, size_t len, size_t *dlen)
 
 /* ---- encoding ---- */
 
+/* pt: the protobuf form of t, pointing into sts[t->nst] and pp[t->nst] (the caller's). */
+static void encode_tally(const struct wire_tally *t, Nk__Tally *pt, Nk__StageTally *sts,
+			 Nk__StageTally **pp)
+{
+	for (int i = 0; i < t->nst; i++) {
+		const struct wire_stage_tally *a = &t->st[i];
+		Nk__StageTally *b = &sts[i];
+		nk__stage_tally__init(b);
+		b->stage = (uint32_t)a->stage;
+		b->arrived = a->arrived;
+		b->evaluated = a->evaluated;
+		b->answered = a->answered;
+		b->correct = a->correct;
+		b->degraded = a->degraded;
+		b->degraded_correct = a->degraded_correct;
+		b->body_macs = a->body_macs;
+		b->head_macs = a->head_macs;
+		pp[i] = b;
+	}
+	pt->n_stages = (size_t)t->nst;
+	pt->stages = pp;
+	pt->n_latency_ms = (size_t)t->nlat;
+	pt->latency_ms = t->lat_ms;
+}
+
 static int encode_batch(const struct wire_batch *b, Nk__Batch *pb, size_t max_frame, char err[NK_ERR_LEN])
 {
 	long long e = tensor_elems(b->n, b->c, b->h, b->w, max_frame);
@@ -154,6 +179,9 @@ static int encode_batch(const struct wire_batch *b, Nk__Batch *pb, size_t max_fr
 	pb->chain_ms = b->chain_ms;
 	pb->last = b->last != 0;
 	pb->epoch = (uint32_t)b->epoch;
+	pb->sent = b->sent;
+	pb->link_ms = b->link_ms;
+	pb->pass_n = (uint32_t)b->pass_n;
 	return 0;
 }
 
@@ -165,6 +193,8 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 	Nk__Batch batch = NK__BATCH__INIT;
 	Nk__Ping ping = NK__PING__INIT;
 	Nk__Stop stop = NK__STOP__INIT;
+	Nk__Tally tally = NK__TALLY__INIT;
+	Nk__StageTally *sts = NULL, **pp = NULL;
 	*frame = NULL;
 	*len = 0;
 	switch (m->kind) {
@@ -180,6 +210,20 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 		int rc = encode_batch(&m->batch, &batch, max_frame, err);
 		if (rc)
 			return rc;
+		const struct wire_tally *t = m->batch.tally;
+		if (t && t->nst > 0) {
+			sts = calloc((size_t)t->nst, sizeof *sts);
+			pp = calloc((size_t)t->nst, sizeof *pp);
+			if (!sts || !pp) {
+				free(sts);
+				free(pp);
+				return nk_errf(err, NK_ENOMEM, "out of memory");
+			}
+		}
+		if (t) {
+			encode_tally(t, &tally, sts, pp);
+			batch.tally = &tally;
+		}
 		env.msg_case = NK__ENVELOPE__MSG_BATCH;
 		env.batch = &batch;
 		break;
@@ -188,6 +232,7 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 	case WIRE_PONG:
 		ping.nonce = m->nonce;
 		ping.sent = m->sent;
+		ping.now = m->peer_now;
 		env.msg_case = m->kind == WIRE_PING ? NK__ENVELOPE__MSG_PING : NK__ENVELOPE__MSG_PONG;
 		env.ping = &ping;
 		break;
@@ -200,17 +245,22 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 		return nk_errf(err, NK_EINVAL, "cannot encode a message of kind %d", (int)m->kind);
 	}
 	size_t size = nk__envelope__get_packed_size(&env);
-	if (size > max_frame)
-		return nk_errf(err, NK_ERANGE, "%s frame of %zu bytes exceeds the limit of %zu",
-			       wire_kind_name(m->kind), size, max_frame);
-	uint8_t *f = frame_alloc(WIRE_HDR + size);
-	if (!f)
+	uint8_t *f = size > max_frame ? NULL : frame_alloc(WIRE_HDR + size);
+	if (!f) {
+		free(sts);
+		free(pp);
+		if (size > max_frame)
+			return nk_errf(err, NK_ERANGE, "%s frame of %zu bytes exceeds the limit of %zu",
+				       wire_kind_name(m->kind), size, max_frame);
 		return nk_errf(err, NK_ENOMEM, "out of memory for a %zu-byte frame", size);
+	}
 	f[0] = (uint8_t)(size >> 24);
 	f[1] = (uint8_t)(size >> 16);
 	f[2] = (uint8_t)(size >> 8);
 	f[3] = (uint8_t)size;
 	nk__envelope__pack(&env, f + WIRE_HDR);
+	free(sts);
+	free(pp);
 	if (WIRE_SWAP && m->kind == WIRE_BATCH && batch.data.len) {
 		size_t dlen;
 		long off = locate_data(f + WIRE_HDR, size, size, &dlen);
@@ -230,6 +280,7 @@ void wire_msg_free(struct wire_msg *m)
 	free(m->labels);
 	free(m->exits);
 	free(m->xcopy);
+	free(m->tally);
 	free(m);
 }
 
@@ -243,6 +294,33 @@ static int fill_hello(struct wire_msg *m, const Nk__Hello *h, char err[NK_ERR_LE
 	strcpy(m->hello.chain, h->chain);
 	m->hello.hash = h->chain_hash;
 	strcpy(m->hello.sender, h->sender);
+	return 0;
+}
+
+/* The tally of a decoded batch, in one allocation owned by m. */
+static int fill_tally(struct wire_msg *m, const Nk__Tally *pt, char err[NK_ERR_LEN])
+{
+	if (pt->n_stages > WIRE_MAX_TALLY || pt->n_latency_ms > (1u << 20))
+		return nk_errf(err, NK_EFORMAT, "tally of %zu stages and %zu latencies", pt->n_stages,
+			       pt->n_latency_ms);
+	struct wire_tally *t = calloc(1, sizeof *t + pt->n_stages * sizeof *t->st +
+				      pt->n_latency_ms * sizeof *t->lat_ms);
+	if (!t)
+		return nk_errf(err, NK_ENOMEM, "out of memory");
+	t->st = (struct wire_stage_tally *)(t + 1);
+	t->lat_ms = (double *)(t->st + pt->n_stages);
+	t->nst = (int)pt->n_stages;
+	t->nlat = (int)pt->n_latency_ms;
+	for (size_t i = 0; i < pt->n_stages; i++) {
+		const Nk__StageTally *b = pt->stages[i];
+		t->st[i] = (struct wire_stage_tally){(int)NK_MIN(b->stage, (uint32_t)INT32_MAX),
+			b->arrived, b->evaluated, b->answered, b->correct, b->degraded,
+			b->degraded_correct, b->body_macs, b->head_macs};
+	}
+	if (t->nlat)
+		memcpy(t->lat_ms, pt->latency_ms, pt->n_latency_ms * sizeof *t->lat_ms);
+	m->tally = t;
+	m->batch.tally = t;
 	return 0;
 }
 
@@ -269,6 +347,14 @@ static int fill_batch(struct wire_msg *m, const Nk__Batch *b, size_t len, size_t
 	w->h = (int)b->h;
 	w->w = (int)b->w;
 	w->chain_ms = b->chain_ms;
+	w->sent = b->sent;
+	w->link_ms = b->link_ms;
+	w->pass_n = (int)NK_MIN(b->pass_n, (uint32_t)INT32_MAX);
+	if (b->tally) {
+		int rc = fill_tally(m, b->tally, err);
+		if (rc)
+			return rc;
+	}
 	if (b->n_labels) {
 		if (!(m->labels = malloc(b->n_labels * sizeof(int32_t))))
 			return nk_errf(err, NK_ENOMEM, "out of memory");
@@ -313,6 +399,7 @@ static int decode_general(struct wire_msg *m, const uint8_t *msg, size_t len, si
 		m->kind = env->msg_case == NK__ENVELOPE__MSG_PING ? WIRE_PING : WIRE_PONG;
 		m->nonce = env->ping->nonce;
 		m->sent = env->ping->sent;
+		m->peer_now = env->ping->now;
 		break;
 	case NK__ENVELOPE__MSG_STOP:
 		m->kind = WIRE_STOP;

@@ -29,6 +29,26 @@ struct wire_hello {
 	char sender[CHAIN_NAME_LEN];
 };
 
+/* Predict mode: the answers one stage gave (stages/necklace.proto: StageTally). */
+struct wire_stage_tally {
+	int stage;                  /* position in the chain */
+	uint64_t arrived;           /* samples whose body ran here */
+	uint64_t evaluated;         /* samples whose head ran here */
+	uint64_t answered, correct; /* answered by the exit rule (the last stage: all) and right */
+	uint64_t degraded, degraded_correct; /* answered because the downstream was unreachable */
+	uint64_t body_macs, head_macs; /* multiply-adds per sample */
+};
+
+/* Answers not yet reported; travels with predict batches. */
+struct wire_tally {
+	int nst;
+	struct wire_stage_tally *st; /* [nst] */
+	int nlat;
+	double *lat_ms;             /* [nlat] end-to-end latencies of the batches completed */
+};
+
+#define WIRE_MAX_TALLY 1024         /* stage entries a decoded tally may have */
+
 struct wire_batch {
 	uint64_t id;
 	enum wire_phase phase;
@@ -39,6 +59,10 @@ struct wire_batch {
 	const int32_t *y;           /* [n] labels, or NULL */
 	const uint8_t *exits;       /* [n] exit marks, or NULL */
 	double chain_ms;            /* residence time summed over the stages so far */
+	double sent;                /* sender's nk_now() when it queued the frame */
+	double link_ms;             /* one-way link times summed over the links so far */
+	int pass_n;                 /* predict: samples in the whole pass */
+	const struct wire_tally *tally; /* predict: answers so far, or NULL */
 };
 
 /* One message. Encoders fill the part of its kind; decoded messages own their memory. */
@@ -48,10 +72,11 @@ struct wire_msg {
 	struct wire_batch batch;
 	uint64_t nonce;             /* ping, pong */
 	double sent;                /* ping, pong: the pinger's clock */
+	double peer_now;            /* pong: the responder's clock */
 	char reason[128];           /* stop */
 	double arrived;             /* receiver's nk_now() when the frame completed */
 	void *frame;                /* private: owned buffers of a decoded message */
-	void *labels, *exits, *xcopy;
+	void *labels, *exits, *xcopy, *tally;
 	struct wire_msg *next;      /* private: queue link (stages/inbox.c) */
 };
 
