@@ -121,16 +121,22 @@ static void progress(struct run *r)
 {
 	for (int i = 0; i < r->n; i++) {
 		struct child *c = &r->ch[i];
-		char batch[32], acc[32], tacc[32], sps[32], drop[32];
+		char epoch[32], batch[32], of[32], eta[32], acc[32], tacc[32], sps[32], drop[32];
 		read_log(c);
+		kv_get(c->train, "epoch", epoch, sizeof epoch);
 		kv_get(c->train, "batch", batch, sizeof batch);
+		kv_get(c->train, "of", of, sizeof of);
+		kv_get(c->train, "eta_s", eta, sizeof eta);
 		kv_get(c->train, "acc", acc, sizeof acc);
 		kv_get(c->train, "samples_s", sps, sizeof sps);
 		kv_get(c->train, "dropped", drop, sizeof drop);
 		kv_get(c->test, "test_acc", tacc, sizeof tacc);
-		printf("t=%.1f stage=%s state=%s batch=%s acc=%s test_acc=%s samples_s=%s dropped=%s\n",
+		/* The source knows how long the run is: batch=DONE/TOTAL and eta_s= on its line. */
+		printf("t=%.1f stage=%s state=%s epoch=%s batch=%s%s%s acc=%s test_acc=%s samples_s=%s dropped=%s%s%s\n",
 		       nk_now() - r->t0, c->name, c->pid ? "running" : c->exited && WIFEXITED(c->status) &&
-		       WEXITSTATUS(c->status) == 0 ? "done" : "failed", batch, acc, tacc, sps, drop);
+		       WEXITSTATUS(c->status) == 0 ? "done" : "failed", epoch, batch, *of != '-' ? "/" : "",
+		       *of != '-' ? of : "", acc, tacc, sps, drop, *eta != '-' ? " eta_s=" : "",
+		       *eta != '-' ? eta : "");
 	}
 	fflush(stdout);
 }

@@ -92,6 +92,10 @@ static int source_train(struct stage *s, struct src *d, char err[NK_ERR_LEN])
 	int epochs = s->o->seconds > 0 ? 1 << 30 : dc->epochs, epoch = s->t->epoch, rc = 0, n;
 	double due = nk_now();
 	long id = s->t->batch;
+	/* Train lines carry of= and eta_s=: the run's length in batches, or its end. */
+	s->t->total = s->o->seconds > 0 ? 0 : (long)batcher_batches(b) * epochs;
+	s->t->first = id;
+	s->t->deadline = s->o->seconds > 0 ? s->t0 + s->o->seconds : 0;
 	if (rate_of(s) > 0)
 		net_ticker(s->net, 1.0 / rate_of(s), &s->tick);
 	while (rc == 0 && !stage_stopped(s) && epoch < epochs &&

@@ -102,9 +102,9 @@ static void line_begin(struct trainer *t, struct logfmt *l, const char *phase)
 static void progress(const struct trainer *t, struct logfmt *l)
 {
 	double now = nk_now(), eta = -1;
-	if (t->total > 0 && t->batch > 0) {
+	if (t->total > 0 && t->batch > t->first) {
 		lf_int(l, "of", t->total);
-		eta = (now - t->t0) / t->batch * (t->total - t->batch);
+		eta = (now - t->t0) / (t->batch - t->first) * (t->total - t->batch);
 	}
 	if (t->deadline > 0 && (eta < 0 || t->deadline - now < eta))
 		eta = t->deadline - now;

@@ -34,6 +34,7 @@ struct trainer {
 	long total;              /* batches the run will train on, when known: train lines then
 				  * show of= and eta_s= (seconds left at the pace so far) */
 	double deadline;         /* or the run's end on the nk_now() clock (0: none), for eta_s= */
+	long first;              /* batch id this run started from (a resumed run's is not 0) */
 	long steps;              /* batches trained on (checkpointed: survives restarts) */
 	struct trainer_net net;
 	double w_t0, w_loss;     /* current train-line window */
