@@ -29,20 +29,6 @@ struct sink {
 	long bad;
 };
 
-/* A port nobody listens on now: bind port 0 and read it back. */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static void *sink_thread(void *arg)
 {
 	struct sink *s = arg;
@@ -114,7 +100,7 @@ static int pump_frames(struct net *a, struct sink *s, double seconds, double *ra
 static int setup(struct chain **c, struct inbox **in, struct net **a, struct net **b, char err[NK_ERR_LEN])
 {
 	char text[1024];
-	int port = free_port(), rc;
+	int port = net_free_port(), rc;
 	snprintf(text, sizeof text,
 		 "{\"chain\": \"bench-link\", \"data\": {\"train\": [\"-\", \"-\"], \"batch\": %d}, \"stages\": ["
 		 "{\"name\": \"a\", \"head\": \"linear\", \"optimizer\": {\"sgd\": {}}},"

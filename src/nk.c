@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 
 const char *nk_strerror(int err)
@@ -33,6 +35,25 @@ int nk_errf(char *err, int code, const char *fmt, ...)
 		va_end(ap);
 	}
 	return code;
+}
+
+int nk_mkdirs(const char *dir)
+{
+	char p[4096];
+	if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *s = p + 1;; s++) {
+		if (*s && *s != '/')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0777) != 0 && errno != EEXIST)
+			return -1;
+		if (!(*s = c))
+			return 0;
+	}
 }
 
 double nk_now(void)

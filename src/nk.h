@@ -26,6 +26,9 @@ const char *nk_strerror(int err);
 /* Fill err (NK_ERR_LEN bytes, may be NULL) with a printf-style message; returns code. */
 int nk_errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* mkdir -p: create dir and its missing parents; 0, or -1 with errno set. */
+int nk_mkdirs(const char *dir);
+
 /* Monotonic seconds. */
 double nk_now(void);
 

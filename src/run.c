@@ -292,28 +292,11 @@ static int supervise(struct run *r)
 	return any_failed;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir)
-{
-	char p[PATH_MAX];
-	snprintf(p, sizeof p, "%s", dir);
-	for (char *s = p + 1;; s++) {
-		if (*s && *s != '/')
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0777) != 0 && errno != EEXIST)
-			return -1;
-		if (!(*s = c))
-			return 0;
-	}
-}
-
 static int start(struct run *r, char err[NK_ERR_LEN])
 {
 	for (int i = 0; i < r->n; i++)
 		r->ch[i].name = r->chain->stages[i].name;
-	if (make_dirs(r->logdir) != 0)
+	if (nk_mkdirs(r->logdir) != 0)
 		return nk_errf(err, NK_EIO, "%s: cannot create log directory: %s", r->logdir, strerror(errno));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads = (int)NK_MAX(1, (cores > 0 ? cores : 1) / r->n);

@@ -197,22 +197,11 @@ int ckpt_publish(const char *tmp, const char *path, char err[NK_ERR_LEN])
 	return 0;
 }
 
-/* mkdir -p */
 static int make_dir(const char *dir, char err[NK_ERR_LEN])
 {
-	char p[CHAIN_PATH_LEN];
-	snprintf(p, sizeof p, "%s", dir);
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0777) != 0 && errno != EEXIST)
-			return nk_errf(err, NK_EIO, "%s: cannot create state directory: %s", p,
-				       strerror(errno));
-		if (!(*s = c))
-			return 0;
-	}
+	if (nk_mkdirs(dir) != 0)
+		return nk_errf(err, NK_EIO, "%s: cannot create state directory: %s", dir, strerror(errno));
+	return 0;
 }
 
 int ckpt_save(const char *dir, const struct ckpt *k, char err[NK_ERR_LEN])

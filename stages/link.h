@@ -40,6 +40,9 @@ struct net;
 
 /* Resolve the addresses and bind the listener (stages after the first); nothing runs yet. */
 int net_new(struct net **out, const struct net_cfg *cfg, char err[NK_ERR_LEN]);
+/* A loopback port nobody listens on now (bind port 0 and read it back), or -1: for tests and
+ * benchmarks that run a chain on this machine. */
+int net_free_port(void);
 /* Start the event thread: accept the upstream, connect to the downstream. */
 int net_start(struct net *n, char err[NK_ERR_LEN]);
 /* Stop the thread, close the links, free everything. NULL is a no-op. */

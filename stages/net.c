@@ -379,3 +379,16 @@ void net_get_stats(struct net *n, struct net_stats *s)
 	s->backlog = n->oq_len;
 	pthread_mutex_unlock(&n->mu);
 }
+
+int net_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}

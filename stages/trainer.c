@@ -13,27 +13,10 @@ uint64_t trainer_seed(uint64_t chain_seed, int idx)
 	return chain_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)idx + 1;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir)
-{
-	char p[CHAIN_PATH_LEN];
-	snprintf(p, sizeof p, "%s", dir);
-	for (char *s = p + 1;; s++) {
-		if (*s && *s != '/')
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0777) != 0 && errno != EEXIST)
-			return -1;
-		if (!(*s = c))
-			return 0;
-	}
-}
-
 static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
 {
 	char path[CHAIN_PATH_LEN + CHAIN_NAME_LEN + 8];
-	if (make_dirs(dir) != 0) {
+	if (nk_mkdirs(dir) != 0) {
 		nk_errf(err, NK_EIO, "%s: cannot create log directory: %s", dir, strerror(errno));
 		return NULL;
 	}

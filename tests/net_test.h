@@ -13,19 +13,12 @@
 #include <unistd.h>
 
 #include "src/nk.h"
+#include "stages/link.h"
 
-/* A loopback port nobody listens on now: bind port 0 and read it back. */
+/* A loopback port nobody listens on now. */
 static inline int nt_free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
+	return net_free_port();
 }
 
 static inline void nt_sleep(double s)
