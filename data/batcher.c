@@ -208,3 +208,10 @@ void batcher_rewind(struct batcher *b)
 	b->pos = 0;
 	b->aug = b->aug0;
 }
+
+struct batcher_cfg batcher_cfg_eval(const struct batcher_cfg *train)
+{
+	struct batcher_cfg c = *train;
+	c.shuffle = c.crop = c.flip = 0;
+	return c;
+}

@@ -110,6 +110,9 @@ int ds_batcher_cfg(struct batcher_cfg *cfg, const struct chain_data *d, const st
 		   uint64_t seed, char err[NK_ERR_LEN]);
 
 struct batcher *batcher_new(const struct ds *d, const struct batcher_cfg *cfg);
+/* The configuration for evaluation batches: train's normalisation, samples in order, no
+ * augmentation. */
+struct batcher_cfg batcher_cfg_eval(const struct batcher_cfg *train);
 void batcher_free(struct batcher *b);
 /* Fill x [batch][c][h][w] and y [batch]; returns the number of samples (<= batch), 0 when the
  * epoch is done (the next call starts the next epoch). */

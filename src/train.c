@@ -8,7 +8,6 @@
 
 #include "data/ds.h"
 #include "src/chain.h"
-#include "src/logfmt.h"
 #include "stages/trainer.h"
 
 struct run {
@@ -51,8 +50,7 @@ static int test_pass(struct run *r, float *x, int32_t *y)
 {
 	if (!r->test)
 		return 0;
-	struct batcher_cfg bc = r->bc;
-	bc.shuffle = bc.crop = bc.flip = 0;
+	struct batcher_cfg bc = batcher_cfg_eval(&r->bc);
 	struct batcher *b = batcher_new(r->test, &bc);
 	if (!b)
 		return NK_ENOMEM;
@@ -122,49 +120,6 @@ static int train_loop(struct run *r, char err[NK_ERR_LEN])
 	return rc;
 }
 
-/* What the data turned out to be: one line for the set, one per class name, per skipped file
- * and for the normalisation in use. */
-static void log_data(const struct run *r)
-{
-	const struct ds *t = r->train;
-	struct logfmt l;
-	lf_begin(&l);
-	lf_str(&l, "data", r->chain->data.format);
-	lf_int(&l, "n", t->n);
-	lf_int(&l, "test_n", r->test ? r->test->n : 0);
-	lf_int(&l, "skipped", t->skipped + (r->test ? r->test->skipped : 0));
-	lf_str(&l, "storage", t->xf ? "float" : "u8");
-	lf_write(&l, stdout, NULL);
-	for (int i = 0; t->names && i < t->classes; i++) {
-		lf_begin(&l);
-		lf_str(&l, "class", t->names[i]);
-		lf_int(&l, "index", i);
-		lf_write(&l, stdout, NULL);
-	}
-	for (int k = 0; k < 2; k++) {
-		const struct ds *d = k ? r->test : r->train;
-		for (int i = 0; d && i < d->nnotes; i++) {
-			lf_begin(&l);
-			lf_str(&l, "skipped", d->notes[i]);
-			lf_write(&l, stdout, NULL);
-		}
-	}
-	lf_begin(&l);
-	lf_str(&l, "normalize", r->chain->data.norm == NORM_AUTO ? "auto" : "given");
-	for (int c = 0; c < r->bc.nchan; c++) {
-		char key[32];
-		snprintf(key, sizeof key, "mean.%d", c);
-		lf_num(&l, key, r->bc.mean_c[c], 4);
-		snprintf(key, sizeof key, "std.%d", c);
-		lf_num(&l, key, r->bc.std_c[c], 4);
-	}
-	if (!r->bc.nchan) {
-		lf_num(&l, "mean", r->bc.mean, 4);
-		lf_num(&l, "std", r->bc.std, 4);
-	}
-	lf_write(&l, stdout, NULL);
-}
-
 /* Load the data and build the models and optimizers; every error here is the user's input. */
 static int setup(struct run *r, const char *stage, const char *logdir, char err[NK_ERR_LEN])
 {
@@ -174,7 +129,6 @@ static int setup(struct run *r, const char *stage, const char *logdir, char err[
 		rc = ds_batcher_cfg(&r->bc, d, r->train, r->chain->seed, err);
 	if (rc)
 		return rc;
-	log_data(r);
 	int only = -1;
 	r->nst = r->chain->nstages;
 	if (stage) {
@@ -194,6 +148,8 @@ static int setup(struct run *r, const char *stage, const char *logdir, char err[
 			in = model_body_dims(r->st[i]->m);
 		}
 	}
+	if (rc == 0)
+		trainer_log_data(r->st[0], &r->chain->data, r->train, r->test, &r->bc);
 	return rc;
 }
 

@@ -172,11 +172,11 @@ static int source_setup(struct stage *s, struct src *d, char err[NK_ERR_LEN])
 		rc = ds_batcher_cfg(&d->tcfg, dc, d->train, s->c->seed, err);
 	if (rc)
 		return rc;
-	d->ecfg = d->tcfg;
-	d->ecfg.shuffle = d->ecfg.crop = d->ecfg.flip = 0;
+	d->ecfg = batcher_cfg_eval(&d->tcfg);
 	struct layer_dims in = {d->train->c, d->train->h, d->train->w};
 	if (!s->t && (rc = stage_build(s, in, err)))
 		return rc;
+	trainer_log_data(s->t, dc, d->train, d->test, &d->tcfg);
 	const struct layer_dims *m = &s->t->m->in;
 	if (m->c != in.c || m->h != in.h || m->w != in.w)
 		return nk_errf(err, NK_ESHAPE, "stage %s: the checkpoint was made for %dx%dx%d samples, the "

@@ -13,7 +13,7 @@ uint64_t trainer_seed(uint64_t chain_seed, int idx)
 	return chain_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)idx + 1;
 }
 
-static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
+FILE *trainer_open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
 {
 	char path[CHAIN_PATH_LEN + CHAIN_NAME_LEN + 8];
 	if (nk_mkdirs(dir) != 0) {
@@ -25,11 +25,6 @@ static FILE *open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
 	if (!f)
 		nk_errf(err, NK_EIO, "%s: cannot open log: %s", path, strerror(errno));
 	return f;
-}
-
-FILE *trainer_open_log(const char *dir, const char *name, char err[NK_ERR_LEN])
-{
-	return open_log(dir, name, err);
 }
 
 int trainer_new(struct trainer **out, const struct chain *c, int index, struct layer_dims in,
@@ -50,7 +45,7 @@ int trainer_new(struct trainer **out, const struct chain *c, int index, struct l
 		rc = optim_new(&t->o, t->m, &t->cs->optim, seed ^ 0x5eedULL, why);
 	if (rc)
 		nk_errf(err, rc, "%s: stage %s: %s", c->path, t->cs->name, why);
-	else if (logdir && !(t->log = open_log(logdir, t->cs->name, err)))
+	else if (logdir && !(t->log = trainer_open_log(logdir, t->cs->name, err)))
 		rc = NK_EIO;
 	if (rc) {
 		trainer_free(t);
@@ -93,6 +88,50 @@ static void progress(const struct trainer *t, struct logfmt *l)
 		eta = t->deadline - now;
 	if (eta >= 0)
 		lf_num(l, "eta_s", eta > 0 ? eta : 0, 0);
+}
+
+/* What the data turned out to be: one line for the set, one per class name, per skipped file
+ * and for the normalisation in use. */
+void trainer_log_data(struct trainer *tr, const struct chain_data *dc, const struct ds *train,
+		      const struct ds *test, const struct batcher_cfg *bc)
+{
+	const struct ds *t = train;
+	struct logfmt l;
+	lf_begin(&l);
+	lf_str(&l, "data", dc->format);
+	lf_int(&l, "n", t->n);
+	lf_int(&l, "test_n", test ? test->n : 0);
+	lf_int(&l, "skipped", t->skipped + (test ? test->skipped : 0));
+	lf_str(&l, "storage", t->xf ? "float" : "u8");
+	lf_write(&l, tr->echo, tr->log);
+	for (int i = 0; t->names && i < t->classes; i++) {
+		lf_begin(&l);
+		lf_str(&l, "class", t->names[i]);
+		lf_int(&l, "index", i);
+		lf_write(&l, tr->echo, tr->log);
+	}
+	for (int k = 0; k < 2; k++) {
+		const struct ds *d = k ? test : train;
+		for (int i = 0; d && i < d->nnotes; i++) {
+			lf_begin(&l);
+			lf_str(&l, "skipped", d->notes[i]);
+			lf_write(&l, tr->echo, tr->log);
+		}
+	}
+	lf_begin(&l);
+	lf_str(&l, "normalize", dc->norm == NORM_AUTO ? "auto" : "given");
+	for (int c = 0; c < bc->nchan; c++) {
+		char key[32];
+		snprintf(key, sizeof key, "mean.%d", c);
+		lf_num(&l, key, bc->mean_c[c], 4);
+		snprintf(key, sizeof key, "std.%d", c);
+		lf_num(&l, key, bc->std_c[c], 4);
+	}
+	if (!bc->nchan) {
+		lf_num(&l, "mean", bc->mean, 4);
+		lf_num(&l, "std", bc->std, 4);
+	}
+	lf_write(&l, tr->echo, tr->log);
 }
 
 void trainer_flush(struct trainer *t)

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "data/ds.h"
 #include "layers/model.h"
 #include "optim/optim.h"
 #include "src/chain.h"
@@ -60,6 +61,10 @@ void trainer_free(struct trainer *t);
  * phase=train line when the window is a second old. */
 int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, long batch,
 		  const volatile int *newer, char err[NK_ERR_LEN]);
+/* Log what the data turned out to be: one line for the set (format, sizes, files skipped), one
+ * per class name, one per skipped file and one for the normalisation in use. */
+void trainer_log_data(struct trainer *t, const struct chain_data *dc, const struct ds *train,
+		      const struct ds *test, const struct batcher_cfg *bc);
 /* Log the pending train window now (no-op when empty). */
 void trainer_flush(struct trainer *t);
 /* Forward the body only: what goes downstream. Returns the body output [n][body dims]. */
