@@ -16,16 +16,13 @@ struct conv2d {
 	float *col;     /* [threads][ckk][np] */
 	float *colt;    /* [threads][np][ckk] */
 	float *gpart;   /* [threads][nparams] */
-	/* For forward_channel: the input split by row and stride phase, rp [max_batch][C][hp][s][rw]
-	 * with rp[..][r][ph][j] = x[..][r - pad][s * j + ph - pad] (0 in the padding), so that one
-	 * output row is a sum of contiguous row segments. About the input's size (im2col would be
-	 * k * k / (s * s) times it). NULL when over RP_BUDGET: channels are computed directly. */
-	float *rp;
-	int hp, rw, rp_tried;
+	/* For forward_channel: the padded input with eight samples side by side,
+	 * xs [max_batch / 8][C][xh][xw][8], xs[b][c][r][j][v] = x[8 b + v][c][r - pad][j - pad] (0 in
+	 * the padding and past the batch), so that one vector holds a pixel of eight samples. xw
+	 * leaves room for whole blocks of 8 output columns. About the input's size. */
+	float *xs;
+	int xh, xw;
 };
-
-#define RP_BUDGET ((size_t)256 << 20)
-#define RP_MAX_OW 32 /* wider outputs are computed directly */
 
 /* Gather the receptive fields of one sample x [C][H][W]: element (r, p) goes to
  * col[r * rs + p * ps], r = (c * k + ki) * k + kj, p = oh * OW + ow; padding reads as 0. */
@@ -119,7 +116,7 @@ static void conv2d_free(struct layer *l)
 	free(cv->col);
 	free(cv->colt);
 	free(cv->gpart);
-	free(cv->rp);
+	free(cv->xs);
 	free(cv);
 	l->priv = NULL;
 }
@@ -198,134 +195,92 @@ static void conv2d_backward(struct layer *l, int n)
 	}
 }
 
-static size_t rp_size(const struct layer *l, const struct conv2d *cv)
+/* Samples [8 b0, 8 b1) of x into xs (see struct conv2d). */
+static void xs_fill(const struct layer *l, const struct conv2d *cv, int n, int b0, int b1)
 {
-	return (size_t)l->in.c * cv->hp * cv->stride * cv->rw;
-}
-
-static void rp_fill(const struct layer *l, const struct conv2d *cv, const float *x, float *rp)
-{
-	const int s = cv->stride, pad = cv->pad, H = l->in.h, W = l->in.w;
-	for (int c = 0; c < l->in.c; c++)
-		for (int r = 0; r < cv->hp; r++)
-			for (int ph = 0; ph < s; ph++) {
-				float *dst = rp + (((size_t)c * cv->hp + r) * s + ph) * cv->rw;
-				int ih = r - pad;
-				for (int j = 0; j < cv->rw; j++) {
-					int iw = s * j + ph - pad;
-					dst[j] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? x[((size_t)c * H + ih) * W + iw] : 0.0f;
+	const int C = l->in.c, H = l->in.h, W = l->in.w, pad = cv->pad, xh = cv->xh, xw = cv->xw;
+	const size_t per = (size_t)C * xh * xw * 8;
+	memset(cv->xs + b0 * per, 0, sizeof(float) * (b1 - b0) * per);
+	for (int b = b0; b < b1; b++)
+		for (int v = 0; v < 8 && 8 * b + v < n; v++) {
+			const float *x = l->x + (size_t)(8 * b + v) * C * H * W;
+			for (int c = 0; c < C; c++)
+				for (int r = 0; r < H; r++) {
+					float *dst = cv->xs + b * per + (((size_t)c * xh + r + pad) * xw + pad) * 8 + v;
+					for (int j = 0; j < W; j++)
+						dst[8 * j] = x[((size_t)c * H + r) * W + j];
 				}
-			}
+		}
 }
 
-static void conv2d_channel_prepare(struct layer *l, int n)
+static int conv2d_channel_prepare(struct layer *l, int n)
 {
 	struct conv2d *cv = l->priv;
-	if (!cv->rp_tried) {
-		cv->rp_tried = 1;
-		/* Rows for whole blocks of output rows (8 / NV of them, see RP_PLANE). */
-		int rb = l->out.w <= 8 ? 8 : l->out.w <= 16 ? 4 : 2;
-		int ohr = (l->out.h + rb - 1) / rb * rb;
-		cv->hp = NK_MAX(l->in.h + 2 * cv->pad, cv->stride * (ohr - 1) + cv->k);
-		/* Room for reading a whole vector-width row (8 or 16) past the last output. */
-		int vw = l->out.w <= 8 ? 8 : l->out.w <= 16 ? 16 : 32;
-		cv->rw = vw + (cv->k - 1) / cv->stride;
-		size_t bytes = (size_t)l->max_batch * rp_size(l, cv) * sizeof(float);
-		if (bytes <= RP_BUDGET && l->out.w <= RP_MAX_OW && cv->k <= 64)
-			cv->rp = nk_floats((size_t)l->max_batch * rp_size(l, cv));
+	if (!cv->xs) {
+		const int ow8 = (l->out.w + 7) / 8 * 8;
+		cv->xh = l->in.h + 2 * cv->pad;
+		cv->xw = NK_MAX(l->in.w + 2 * cv->pad, cv->stride * (ow8 - 1) + cv->k);
+		if (!(cv->xs = nk_floats((size_t)(l->max_batch + 7) / 8 * l->in.c * cv->xh * cv->xw * 8)))
+			return NK_ENOMEM;
 	}
-	if (!cv->rp)
-		return;
-	const size_t per = rp_size(l, cv);
-#pragma omp parallel for schedule(static)
-	for (int i = 0; i < n; i++)
-		rp_fill(l, cv, l->x + (size_t)i * dims_size(l->in), cv->rp + i * per);
+	const int nb = (n + 7) / 8;
+#pragma omp parallel
+	{
+		int lo, hi;
+		nk_split(nb, &lo, &hi);
+		xs_fill(l, cv, n, lo, hi);
+	}
+	return 0;
 }
 
-/* One output plane from the row-phase copy: out[oh][ow] = b + sum w[c][ki][kj] *
- * rp[c][s oh + ki][kj % s][ow + kj / s]. Eight accumulators of 8 floats stay in registers: RB
- * output rows of NV vectors each (RB * NV = 8), so each weight is loaded once per RB rows and
- * the sums are independent. rp has rows enough for whole blocks of RB output rows. */
-#define RP_PLANE(NAME, NV)                                                                         \
-	NK_CLONES static void NAME(const struct layer *l, const struct conv2d *cv, const float *w,  \
-				   float b, const float *rp, float *out)                                \
-	{                                                                                          \
-		enum { RB = 8 / (NV) };                                                            \
-		const int k = cv->k, s = cv->stride, OW = l->out.w, rw = cv->rw;                   \
-		const size_t rstep = (size_t)s * s * rw; /* next output row, same ki */            \
-		int off[64];                                                                       \
-		for (int kj = 0; kj < k; kj++)                                                     \
-			off[kj] = (kj % s) * rw + kj / s;                                          \
-		for (int oh0 = 0; oh0 < l->out.h; oh0 += RB) {                                     \
-			nk_v8f acc[RB][NV];                                                           \
-			memset(acc, 0, sizeof acc);                                                \
-			for (int c = 0; c < l->in.c; c++)                                          \
-				for (int ki = 0; ki < k; ki++) {                                   \
-					const float *row = rp + (((size_t)c * cv->hp + s * oh0 + ki) * s) * rw; \
-					const float *wr = w + (c * k + ki) * k;                    \
-					for (int kj = 0; kj < k; kj++) {                           \
-						const float a = wr[kj], *src = row + off[kj];      \
-						for (int r = 0; r < RB; r++)                       \
-							for (int v = 0; v < NV; v++)               \
-								acc[r][v] += a * nk_load8(src + r * rstep + 8 * v); \
-					}                                                          \
-				}                                                                  \
-			for (int r = 0; r < RB && oh0 + r < l->out.h; r++) {                       \
-				float tmp[8 * NV];                                                 \
-				memcpy(tmp, acc[r], sizeof tmp);                                   \
-				for (int ow = 0; ow < OW; ow++)                                    \
-					out[(oh0 + r) * OW + ow] = (tmp[ow] + b) * l->scale;       \
-			}                                                                          \
-		}                                                                                  \
-	}
-RP_PLANE(rp_plane8, 1)
-RP_PLANE(rp_plane16, 2)
-RP_PLANE(rp_plane32, 4)
-
-/* One output plane straight from the input, for layers whose row-phase copy is too big to keep. */
-static void direct_plane(const struct layer *l, const struct conv2d *cv, const float *w, float b,
-			 const float *x, float *out)
+/* Output channel f of the eight samples of one block of xs, out[p][v] = scale (b + sum w x) at
+ * out + p * ld + v, for lanes [v0, v1). Eight output columns of eight samples at a time: eight
+ * independent sums in registers, each weight loaded once for them, every load a whole aligned
+ * vector. */
+NK_CLONES
+static void block_channel(const struct layer *l, const struct conv2d *cv, const float *w, float b,
+			  const float *xs, float *out, int ld, int v0, int v1)
 {
-	const int k = cv->k, s = cv->stride, pad = cv->pad, H = l->in.h, W = l->in.w;
+	const int k = cv->k, s = cv->stride, OW = l->out.w, xh = cv->xh, xw = cv->xw;
 	for (int oh = 0; oh < l->out.h; oh++)
-		for (int ow = 0; ow < l->out.w; ow++) {
-			float acc = b;
+		for (int ow0 = 0; ow0 < OW; ow0 += 8) {
+			nk_v8f acc[8];
+			memset(acc, 0, sizeof acc);
 			for (int c = 0; c < l->in.c; c++)
 				for (int ki = 0; ki < k; ki++) {
-					int ih = oh * s - pad + ki;
-					if (ih < 0 || ih >= H)
-						continue;
+					const float *row = xs + (((size_t)c * xh + oh * s + ki) * xw + (size_t)ow0 * s) * 8;
+					const float *wr = w + (c * k + ki) * k;
 					for (int kj = 0; kj < k; kj++) {
-						int iw = ow * s - pad + kj;
-						if (iw >= 0 && iw < W)
-							acc += w[(c * k + ki) * k + kj] * x[(c * H + ih) * W + iw];
+						const float a = wr[kj];
+						for (int v = 0; v < 8; v++)
+							acc[v] += a * nk_load8(row + (v * s + kj) * 8);
 					}
 				}
-			out[oh * l->out.w + ow] = acc;
+			for (int v = 0; v < 8 && ow0 + v < OW; v++) {
+				float *o = out + (size_t)(oh * OW + ow0 + v) * ld;
+				const nk_v8f y = (acc[v] + b) * l->scale;
+				if (v0 == 0 && v1 == 8) {
+					memcpy(o, &y, sizeof y);
+				} else {
+					float t[8];
+					memcpy(t, &y, sizeof t);
+					for (int u = v0; u < v1; u++)
+						o[u] = t[u];
+				}
+			}
 		}
 }
 
-static void conv2d_forward_channel(struct layer *l, int f, int n0, int n1, float *out)
+static void conv2d_forward_channel(struct layer *l, int f, int n0, int n1, float *out, int ld)
 {
 	const struct conv2d *cv = l->priv;
-	const int ckk = cv->ckk, np = cv->np;
+	const int ckk = cv->ckk;
 	const float *w = l->w + (size_t)f * ckk, b = l->w[(size_t)l->out.c * ckk + f];
-	for (int i = n0; i < n1; i++) {
-		float *o = out + (size_t)(i - n0) * np;
-		if (cv->rp) {
-			const float *rp = cv->rp + (size_t)i * rp_size(l, cv);
-			if (l->out.w <= 8)
-				rp_plane8(l, cv, w, b, rp, o);
-			else if (l->out.w <= 16)
-				rp_plane16(l, cv, w, b, rp, o);
-			else
-				rp_plane32(l, cv, w, b, rp, o);
-			continue;
-		}
-		direct_plane(l, cv, w, b, l->x + (size_t)i * dims_size(l->in), o);
-		if (l->scale != 1.0f)
-			for (int p = 0; p < np; p++)
-				o[p] *= l->scale;
+	const size_t per = (size_t)l->in.c * cv->xh * cv->xw * 8;
+	for (int i = n0; i < n1;) {
+		const int blk = i / 8, v0 = i % 8, v1 = NK_MIN(8, n1 - 8 * blk);
+		block_channel(l, cv, w, b, cv->xs + blk * per, out + 8 * blk, ld, v0, v1);
+		i = 8 * blk + v1;
 	}
 }
 

@@ -20,9 +20,10 @@ static void flatten_backward(struct layer *l, int n)
 		memcpy(l->dx, l->dy, sizeof(float) * n * dims_size(l->in));
 }
 
-static void flatten_map(const struct layer *l, const float *in, float *out, int cnt)
+static void flatten_map(const struct layer *l, const float *in, float *out, int ld, int n0, int n1)
 {
-	memcpy(out, in, sizeof(float) * cnt * l->in.h * l->in.w);
+	for (int p = 0; p < l->in.h * l->in.w; p++)
+		memcpy(out + (size_t)p * ld + n0, in + (size_t)p * ld + n0, sizeof(float) * (n1 - n0));
 }
 
 const struct layer_ops flatten_ops = {
@@ -30,5 +31,5 @@ const struct layer_ops flatten_ops = {
 	.init = flatten_init,
 	.forward = flatten_forward,
 	.backward = flatten_backward,
-	.map_planes = flatten_map,
+	.map_channel = flatten_map,
 };

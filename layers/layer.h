@@ -49,14 +49,17 @@ struct layer_ops {
 	long long (*macs)(const struct layer *l);                 /* optional: multiply-adds per sample */
 
 	/* Partial forward, for optimizers that change one output channel at a time. */
-	/* optional (conv): called once per new input l->x of n samples, before forward_channel. */
-	void (*channel_prepare)(struct layer *l, int n);
-	/* optional (conv): output channel f of samples [n0, n1) into out [n1 - n0][out.h * out.w],
-	 * from l->x and the current weights. Runs on the calling thread. */
-	void (*forward_channel)(struct layer *l, int f, int n0, int n1, float *out);
-	/* optional (channelwise kinds: relu, pools, gap, flatten): map cnt input channel planes
-	 * [cnt][in plane] to output planes [cnt][out plane], each plane on its own. */
-	void (*map_planes)(const struct layer *l, const float *in, float *out, int cnt);
+	/* A channel's plane for samples [n0, n1) is laid out transposed, [plane][ld]: position p of
+	 * sample i at p * ld + i, so that the loops over samples vectorise. */
+	/* optional (conv): called once per new input l->x of n samples, before forward_channel; 0 or
+	 * NK_ENOMEM. Runs its own OpenMP team. */
+	int (*channel_prepare)(struct layer *l, int n);
+	/* optional (conv): output channel f of samples [n0, n1) into out [out.h * out.w][ld], from
+	 * l->x and the current weights. Runs on the calling thread. */
+	void (*forward_channel)(struct layer *l, int f, int n0, int n1, float *out, int ld);
+	/* optional (channelwise kinds: relu, pools, gap, flatten): map one channel's input plane
+	 * [in plane][ld] to its output plane [out plane][ld], for samples [n0, n1). */
+	void (*map_channel)(const struct layer *l, const float *in, float *out, int ld, int n0, int n1);
 };
 
 /* Look a kind up by name ("conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten"). */

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/gemm.h"
 #include "layers/layer.h"
 
 struct pool {
@@ -72,11 +73,30 @@ static void maxpool_forward(struct layer *l, int n)
 		max_plane(l, p, l->x + (size_t)q * HW, l->y + (size_t)q * OHW, p->arg + (size_t)q * OHW);
 }
 
-static void maxpool_map(const struct layer *l, const float *in, float *out, int cnt)
+/* One channel, transposed planes (see layer.h): each output row is the maximum or the mean of
+ * its window's input rows, sample by sample. */
+NK_CLONES
+static void pool_map(const struct layer *l, const float *in, float *out, int ld, int n0, int n1, int max)
 {
-	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w;
-	for (int q = 0; q < cnt; q++)
-		max_plane(l, l->priv, in + (size_t)q * HW, out + (size_t)q * OHW, NULL);
+	const struct pool *p = l->priv;
+	const int W = l->in.w, OW = l->out.w;
+	const float scale = 1.0f / (p->size * p->size);
+	for (int oh = 0; oh < l->out.h; oh++)
+		for (int ow = 0; ow < OW; ow++) {
+			float *o = out + (size_t)(oh * OW + ow) * ld;
+			for (int w = 0; w < p->size * p->size; w++) {
+				const float *x = in + (size_t)((oh * p->stride + w / p->size) * W + ow * p->stride + w % p->size) * ld;
+				for (int i = n0; i < n1; i++)
+					o[i] = w == 0 ? x[i] : max ? (x[i] > o[i] ? x[i] : o[i]) : o[i] + x[i];
+			}
+			for (int i = n0; i < n1 && !max; i++)
+				o[i] *= scale;
+		}
+}
+
+static void maxpool_map(const struct layer *l, const float *in, float *out, int ld, int n0, int n1)
+{
+	pool_map(l, in, out, ld, n0, n1, 1);
 }
 
 static void maxpool_backward(struct layer *l, int n)
@@ -106,11 +126,9 @@ static void avg_plane(const struct layer *l, const struct pool *p, const float *
 		}
 }
 
-static void avgpool_map(const struct layer *l, const float *in, float *out, int cnt)
+static void avgpool_map(const struct layer *l, const float *in, float *out, int ld, int n0, int n1)
 {
-	const int HW = l->in.h * l->in.w, OHW = l->out.h * l->out.w;
-	for (int q = 0; q < cnt; q++)
-		avg_plane(l, l->priv, in + (size_t)q * HW, out + (size_t)q * OHW);
+	pool_map(l, in, out, ld, n0, n1, 0);
 }
 
 static void avgpool_forward(struct layer *l, int n)
@@ -148,15 +166,24 @@ static int gap_init(struct layer *l, const struct chain_layer *spec, char err[NK
 	return 0;
 }
 
-static void gap_map(const struct layer *l, const float *in, float *out, int cnt)
+static float gap_plane(const float *x, int HW)
+{
+	float s = 0.0f;
+	for (int i = 0; i < HW; i++)
+		s += x[i];
+	return s / HW;
+}
+
+static void gap_map(const struct layer *l, const float *in, float *out, int ld, int n0, int n1)
 {
 	const int HW = l->in.h * l->in.w;
-	for (int q = 0; q < cnt; q++) {
-		float s = 0.0f;
-		for (int i = 0; i < HW; i++)
-			s += in[(size_t)q * HW + i];
-		out[q] = s / HW;
-	}
+	for (int i = n0; i < n1; i++)
+		out[i] = 0.0f;
+	for (int p = 0; p < HW; p++)
+		for (int i = n0; i < n1; i++)
+			out[i] += in[(size_t)p * ld + i];
+	for (int i = n0; i < n1; i++)
+		out[i] /= HW;
 }
 
 static void gap_forward(struct layer *l, int n)
@@ -164,7 +191,7 @@ static void gap_forward(struct layer *l, int n)
 	const int planes = n * l->in.c, HW = l->in.h * l->in.w;
 #pragma omp parallel for schedule(static)
 	for (int q = 0; q < planes; q++)
-		gap_map(l, l->x + (size_t)q * HW, l->y + q, 1);
+		l->y[q] = gap_plane(l->x + (size_t)q * HW, HW);
 }
 
 static void gap_backward(struct layer *l, int n)
@@ -184,7 +211,7 @@ const struct layer_ops maxpool_ops = {
 	.free = pool_free,
 	.forward = maxpool_forward,
 	.backward = maxpool_backward,
-	.map_planes = maxpool_map,
+	.map_channel = maxpool_map,
 };
 
 const struct layer_ops avgpool_ops = {
@@ -193,7 +220,7 @@ const struct layer_ops avgpool_ops = {
 	.free = pool_free,
 	.forward = avgpool_forward,
 	.backward = avgpool_backward,
-	.map_planes = avgpool_map,
+	.map_channel = avgpool_map,
 };
 
 const struct layer_ops gap_ops = {
@@ -201,5 +228,5 @@ const struct layer_ops gap_ops = {
 	.init = gap_init,
 	.forward = gap_forward,
 	.backward = gap_backward,
-	.map_planes = gap_map,
+	.map_channel = gap_map,
 };

@@ -44,9 +44,10 @@ static void relu_backward(struct layer *l, int n)
 		relu_grad_range(l->x + i, l->dy + i, l->dx + i, NK_MIN(CHUNK, len - i));
 }
 
-static void relu_map(const struct layer *l, const float *in, float *out, int cnt)
+static void relu_map(const struct layer *l, const float *in, float *out, int ld, int n0, int n1)
 {
-	relu_range(in, out, (size_t)cnt * l->in.h * l->in.w);
+	for (int p = 0; p < l->in.h * l->in.w; p++)
+		relu_range(in + (size_t)p * ld + n0, out + (size_t)p * ld + n0, n1 - n0);
 }
 
 const struct layer_ops relu_ops = {
@@ -54,5 +55,5 @@ const struct layer_ops relu_ops = {
 	.init = relu_init,
 	.forward = relu_forward,
 	.backward = relu_backward,
-	.map_planes = relu_map,
+	.map_channel = relu_map,
 };

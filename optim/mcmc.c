@@ -37,18 +37,26 @@ struct mcmc {
 	uint8_t *mark;               /* [largest layer's nparams] selector scratch */
 	int head, O, I, ld;          /* head layer; classes; head inputs; ld = max_batch */
 	float *lt, *lt_new;          /* [O][ld] logits of the current state / of the proposal */
-	float *xT;                   /* [I][ld] the head's input, transposed */
+	int pb;                      /* rows of a block of xT: one channel's plane, or I */
+	float **xT;                  /* [I / pb] blocks [pb][ld]: the head's input, transposed */
+	float *xT_spare;             /* [pb][ld] a proposal's channel, transposed; swapped in on accept */
+	float *xT_mem;               /* the I / pb + 1 blocks */
 	float *ones;                 /* [ld] 1.0: a bias's input */
 	int chan_from;               /* conv layer on PATH_CHANNEL, or -1 */
 	int nchan;                   /* it and the channelwise layers up to the head */
-	float **chan;                /* [nchan][ld][plane] a proposal's channel at each of them */
+	float **chan;                /* [nchan - 1][plane][ld] a proposal's channel at each but the last */
 	int *plane;                  /* [nchan] one channel's plane size at each */
 	float *diff;                 /* [threads][plane of the last][16] */
-	float *xc;                   /* [K][ld][plane of the last]: the head's input by channel */
 	const int32_t *y;
 	int n;
 	double loss;                 /* mean loss of the current state */
 };
+
+/* Row r of the head's transposed input. */
+static inline const float *xT_row(const struct mcmc *mc, int r)
+{
+	return mc->xT[r / mc->pb] + (size_t)(r % mc->pb) * mc->ld;
+}
 
 /* exp(x) for x <= 0 and log(x) for x >= 1, branch-free so that loops over samples vectorise;
  * relative error about 2e-7, like expf/logf. */
@@ -111,18 +119,21 @@ static void axpy_range(float *dst, const float *src, float a, int lo, int hi)
 		dst[i] += a * src[i];
 }
 
-/* lt_new[o][i] = lt[o][i] + scale * sum_q w[o][q] (new[i][q] - old[i][q]) for samples [lo, hi):
- * one channel's share of the head's logits. w rows are ldw apart; new and old are [n][P]. The
- * difference goes through dt [P][16] so that the class sums run 16 samples a vector. */
+/* lt_new[o][i] = lt[o][i] + scale * sum_q w[o][q] (newT[q][i] - oldT[q][i]) for samples [lo, hi):
+ * one channel's share of the head's logits, from the channel as a proposal computed it and as
+ * it was, both [P][ld]. w rows are ldw apart. The difference goes through dt [P][16] so that the
+ * class sums run 16 samples a vector. */
 NK_CLONES
 static void channel_logits(const float *lt, float *lt_new, int ld, int O, const float *w, int ldw,
-			   const float *newc, const float *old, int P, float scale, float *dt, int lo, int hi)
+			   const float *newT, const float *oldT, int P, float scale, float *dt, int lo, int hi)
 {
 	for (int b = lo; b < hi; b += 16) {
 		const int nb = hi - b < 16 ? hi - b : 16;
-		for (int j = 0; j < 16; j++)
-			for (int q = 0; q < P; q++)
-				dt[q * 16 + j] = j < nb ? newc[(size_t)(b + j) * P + q] - old[(size_t)(b + j) * P + q] : 0.0f;
+		if (nb < 16)
+			memset(dt, 0, sizeof(float) * P * 16);
+		for (int q = 0; q < P; q++)
+			for (int j = 0; j < nb; j++)
+				dt[q * 16 + j] = newT[(size_t)q * ld + b + j] - oldT[(size_t)q * ld + b + j];
 		for (int o0 = 0; o0 < O; o0 += 4) {
 			/* 4 classes x 16 samples: eight independent vector sums. */
 			const int no = O - o0 < 4 ? O - o0 : 4;
@@ -156,7 +167,7 @@ static double eval_head(struct mcmc *mc, const struct layer *h)
 	double sum = 0.0;
 	/* Streaming a few hundred rows of xT is latency-bound: a second thread only pays off for
 	 * big moves on big batches. */
-#pragma omp parallel reduction(+ : sum) if ((long)n * mc->mv.n >= (1L << 20))
+#pragma omp parallel reduction(+ : sum) if ((long)n * mc->mv.n >= (1L << 16))
 	{
 		int lo, hi;
 		nk_split(n, &lo, &hi);
@@ -166,7 +177,7 @@ static double eval_head(struct mcmc *mc, const struct layer *h)
 			int32_t k = mc->mv.idx[j];
 			const float d = h->scale * (mc->new_[j] - mc->old[j]);
 			if (k < mc->O * I)
-				axpy_range(mc->lt_new + (size_t)(k / I) * ld, mc->xT + (size_t)(k % I) * ld, d, lo, hi);
+				axpy_range(mc->lt_new + (size_t)(k / I) * ld, xT_row(mc, k % I), d, lo, hi);
 			else
 				axpy_range(mc->lt_new + (size_t)(k - mc->O * I) * ld, mc->ones, d, lo, hi);
 		}
@@ -175,58 +186,82 @@ static double eval_head(struct mcmc *mc, const struct layer *h)
 	return sum / n;
 }
 
+/* One channel of the conv layer on PATH_CHANNEL for samples [lo, hi), through the channelwise
+ * layers after it, into dst [P][ld]. */
+static void channel_planes(struct mcmc *mc, struct model *m, int f, int lo, int hi, float *dst)
+{
+	struct layer *conv = &m->layers[mc->chan_from];
+	float *out = mc->nchan == 1 ? dst : mc->chan[0];
+	conv->ops->forward_channel(conv, f, lo, hi, out, mc->ld);
+	for (int j = 1; j < mc->nchan; j++) {
+		const struct layer *l = &m->layers[mc->chan_from + j];
+		const float *in = out;
+		out = j == mc->nchan - 1 ? dst : mc->chan[j];
+		l->ops->map_channel(l, in, out, mc->ld, lo, hi);
+	}
+}
+
 static double eval_channel(struct mcmc *mc, struct model *m, int f)
 {
-	const int n = mc->n, ld = mc->ld, I = mc->I, P = mc->plane[mc->nchan - 1];
+	const int n = mc->n, ld = mc->ld, I = mc->I, P = mc->pb;
 	const struct layer *h = &m->layers[mc->head];
-	struct layer *conv = &m->layers[mc->chan_from];
 	double sum = 0.0;
 #pragma omp parallel reduction(+ : sum) if (n >= PAR_SAMPLES)
 	{
 		int lo, hi;
 		nk_split(n, &lo, &hi);
 		float *diff = mc->diff + (size_t)nk_thread_id() * P * 16;
-		conv->ops->forward_channel(conv, f, lo, hi, mc->chan[0] + (size_t)lo * mc->plane[0]);
-		for (int j = 1; j < mc->nchan; j++) {
-			const struct layer *l = &m->layers[mc->chan_from + j];
-			l->ops->map_planes(l, mc->chan[j - 1] + (size_t)lo * mc->plane[j - 1],
-					   mc->chan[j] + (size_t)lo * mc->plane[j], hi - lo);
-		}
-		channel_logits(mc->lt, mc->lt_new, ld, mc->O, h->w + (size_t)f * P, I, mc->chan[mc->nchan - 1],
-			       mc->xc + (size_t)f * ld * P, P, h->scale, diff, lo, hi);
+		channel_planes(mc, m, f, lo, hi, mc->xT_spare);
+		channel_logits(mc->lt, mc->lt_new, ld, mc->O, h->w + (size_t)f * P, I, mc->xT_spare, mc->xT[f], P,
+			       h->scale, diff, lo, hi);
 		sum += loss_range(mc->lt_new, ld, mc->O, mc->y, lo, hi);
 	}
 	return sum / n;
 }
 
-/* dst [cols][ld] = src [rows][cols] transposed, through 16 x 16 tiles so that both sides move
- * in whole cache lines. */
-static void transpose(const float *src, int rows, int cols, float *dst, int ld)
+/* Rows [lo, hi) of src [rows][cols] transposed: column c goes to row c % pb of block
+ * dst[c / pb], whose rows are ld apart. Through 16 x 16 tiles so that both sides move in whole
+ * cache lines. */
+static void transpose_part(const float *src, int cols, int lo, int hi, float *const *dst, int pb, int ld)
 {
-#pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 16))
 	for (int c0 = 0; c0 < cols; c0 += 16)
-		for (int r0 = 0; r0 < rows; r0 += 16) {
-			const int nr = NK_MIN(16, rows - r0), nc = NK_MIN(16, cols - c0);
+		for (int r0 = lo; r0 < hi; r0 += 16) {
+			const int nr = NK_MIN(16, hi - r0), nc = NK_MIN(16, cols - c0);
 			float t[16][16];
 			for (int r = 0; r < nr; r++)
 				for (int c = 0; c < nc; c++)
 					t[c][r] = src[(size_t)(r0 + r) * cols + c0 + c];
 			for (int c = 0; c < nc; c++)
-				memcpy(dst + (size_t)(c0 + c) * ld + r0, t[c], sizeof(float) * nr);
+				memcpy(dst[(c0 + c) / pb] + (size_t)((c0 + c) % pb) * ld + r0, t[c], sizeof(float) * nr);
 		}
 }
 
-/* xc [K][ld][P] from the head's input x [n][K * P]. */
-static void by_channel(struct mcmc *mc, const float *x)
+static void transpose(const float *src, int rows, int cols, float *const *dst, int pb, int ld)
 {
-	if (mc->chan_from < 0)
-		return;
-	const int P = mc->plane[mc->nchan - 1], K = mc->I / P;
-#pragma omp parallel for schedule(static) if ((long)mc->n * mc->I > NK_PAR_WORK)
-	for (int f = 0; f < K; f++)
-		for (int i = 0; i < mc->n; i++)
-			memcpy(mc->xc + ((size_t)f * mc->ld + i) * P, x + (size_t)i * mc->I + (size_t)f * P,
-			       sizeof(float) * P);
+#pragma omp parallel if ((long)rows * cols >= (1L << 16))
+	{
+		int lo, hi;
+		nk_split(rows, &lo, &hi);
+		transpose_part(src, cols, lo, hi, dst, pb, ld);
+	}
+}
+
+/* The head's input, transposed into xT, computed one channel at a time from the conv layer on
+ * PATH_CHANNEL, as proposals compute it; the layers before it have run. */
+static int fill_channels(struct mcmc *mc, struct model *m)
+{
+	struct layer *conv = &m->layers[mc->chan_from];
+	int rc = conv->ops->channel_prepare(conv, mc->n);
+	if (rc)
+		return rc;
+#pragma omp parallel
+	{
+		int lo, hi;
+		nk_split(mc->n, &lo, &hi);
+		for (int f = 0; f < conv->out.c; f++)
+			channel_planes(mc, m, f, lo, hi, mc->xT[f]);
+	}
+	return 0;
 }
 
 /* lt [O][ld] = scale (W xT + b) for the batch: the head's logits from its transposed input, as
@@ -242,8 +277,8 @@ static void head_logits(struct mcmc *mc, const struct layer *h)
 		for (int o = 0; o < O; o++)
 			for (int i = lo; i < hi; i++)
 				mc->lt[(size_t)o * ld + i] = b[o];
-		if (hi > lo)
-			gemm_nn(O, hi - lo, I, h->w, I, mc->xT + lo, ld, mc->lt + lo, ld);
+		for (int c = 0; c < I / mc->pb && hi > lo; c++)
+			gemm_nn(O, hi - lo, mc->pb, h->w + (size_t)c * mc->pb, I, mc->xT[c] + lo, ld, mc->lt + lo, ld);
 		for (int o = 0; o < O && h->scale != 1.0f; o++)
 			for (int i = lo; i < hi; i++)
 				mc->lt[(size_t)o * ld + i] *= h->scale;
@@ -267,7 +302,7 @@ static int correct(const struct mcmc *mc)
 static double eval_full(struct mcmc *mc, struct model *m, int li)
 {
 	model_forward_from(m, li, mc->n);
-	transpose(model_logits(m), mc->n, mc->O, mc->lt_new, mc->ld);
+	transpose(model_logits(m), mc->n, mc->O, &mc->lt_new, mc->O, mc->ld);
 	return loss_range(mc->lt_new, mc->ld, mc->O, mc->y, 0, mc->n) / mc->n;
 }
 
@@ -283,16 +318,15 @@ static void commit(struct mcmc *mc, struct model *m, const struct mlayer *ml)
 {
 	swap_logits(mc);
 	if (ml->path == PATH_CHANNEL) {
-		/* The model's own activations from the conv layer on are left stale: a full-path move
-		 * recomputes them from an earlier layer, and callers forward again after training. */
-		const int f = mc->mv.filter;
-		const int P = mc->plane[mc->nchan - 1];
-		const float *last = mc->chan[mc->nchan - 1];
-		memcpy(mc->xc + (size_t)f * mc->ld * P, last, sizeof(float) * mc->n * P);
-		transpose(last, mc->n, P, mc->xT + (size_t)f * P * mc->ld, mc->ld);
+		/* The model's own activations from the conv layer on are left stale (they are not even
+		 * computed: see mcmc_train): a full-path move recomputes them from an earlier layer, and
+		 * callers forward again after training. */
+		float *t = mc->xT[mc->mv.filter];
+		mc->xT[mc->mv.filter] = mc->xT_spare;
+		mc->xT_spare = t;
 	} else if (ml->path == PATH_FULL) {
-		transpose(m->layers[mc->head].x, mc->n, mc->I, mc->xT, mc->ld);
-		by_channel(mc, m->layers[mc->head].x);
+		transpose(m->layers[mc->head].x, mc->n, mc->I, mc->xT, mc->pb, mc->ld);
+		/* Cannot fail: its buffer was sized at the batch's start. */
 		if (mc->chan_from > ml->li)
 			m->layers[mc->chan_from].ops->channel_prepare(&m->layers[mc->chan_from], mc->n);
 	}
@@ -352,12 +386,16 @@ static int mcmc_train(struct optim *o, const float *x, const int32_t *y, int n, 
 	struct model *m = o->m;
 	mc->y = y;
 	mc->n = n;
-	model_forward_to(m, x, mc->head, n);
-	transpose(m->layers[mc->head].x, n, mc->I, mc->xT, mc->ld);
+	if (mc->chan_from >= 0) {
+		model_forward_to(m, x, mc->chan_from, n);
+		int rc = fill_channels(mc, m);
+		if (rc)
+			return rc;
+	} else {
+		model_forward_to(m, x, mc->head, n);
+		transpose(m->layers[mc->head].x, n, mc->I, mc->xT, mc->pb, mc->ld);
+	}
 	head_logits(mc, &m->layers[mc->head]);
-	by_channel(mc, m->layers[mc->head].x);
-	if (mc->chan_from >= 0)
-		m->layers[mc->chan_from].ops->channel_prepare(&m->layers[mc->chan_from], n);
 	mc->loss = loss_range(mc->lt, mc->ld, mc->O, y, 0, n) / n;
 	st->loss = mc->loss;
 	st->correct = correct(mc);
@@ -378,7 +416,7 @@ static enum path choose_path(const struct model *m, int li, int head)
 	if (!l->ops->forward_channel || !l->ops->channel_prepare)
 		return PATH_FULL;
 	for (int j = li + 1; j < head; j++)
-		if (!m->layers[j].ops->map_planes || m->layers[j].in.c != l->out.c)
+		if (!m->layers[j].ops->map_channel || m->layers[j].in.c != l->out.c)
 			return PATH_FULL;
 	return PATH_CHANNEL;
 }
@@ -394,12 +432,11 @@ static int mcmc_setup_channel(struct mcmc *mc, const struct model *m, int li, ch
 		return nk_errf(err, NK_ENOMEM, "out of memory");
 	for (int j = 0; j < mc->nchan; j++) {
 		mc->plane[j] = dims_size(m->layers[li + j].out) / K;
-		if (!(mc->chan[j] = nk_floats((size_t)mc->ld * mc->plane[j])))
+		if (j < mc->nchan - 1 && !(mc->chan[j] = nk_floats((size_t)mc->ld * mc->plane[j])))
 			return nk_errf(err, NK_ENOMEM, "out of memory");
 	}
 	mc->diff = nk_floats((size_t)nk_threads() * mc->plane[mc->nchan - 1] * 16);
-	mc->xc = nk_floats((size_t)mc->ld * mc->I);
-	return mc->diff && mc->xc ? 0 : nk_errf(err, NK_ENOMEM, "out of memory");
+	return mc->diff ? 0 : nk_errf(err, NK_ENOMEM, "out of memory");
 }
 
 static int mcmc_layers(struct optim *o, struct mcmc *mc, int *maxmove, size_t *maxparams,
@@ -462,11 +499,18 @@ static int mcmc_init(struct optim *o, char err[NK_ERR_LEN])
 	mc->mark = calloc(maxparams, 1);
 	mc->lt = nk_floats((size_t)mc->O * mc->ld);
 	mc->lt_new = nk_floats((size_t)mc->O * mc->ld);
-	mc->xT = nk_floats((size_t)mc->I * mc->ld);
+	mc->pb = mc->chan_from >= 0 ? mc->plane[mc->nchan - 1] : mc->I;
+	const int nblk = mc->I / mc->pb;
+	mc->xT = calloc(nblk, sizeof *mc->xT);
+	if ((mc->xT_mem = nk_floats((size_t)(nblk + 1) * mc->pb * mc->ld)) && mc->xT) {
+		for (int c = 0; c < nblk; c++)
+			mc->xT[c] = mc->xT_mem + (size_t)c * mc->pb * mc->ld;
+		mc->xT_spare = mc->xT_mem + (size_t)nblk * mc->pb * mc->ld;
+	}
 	if ((mc->ones = nk_floats(mc->ld)))
 		for (int i = 0; i < mc->ld; i++)
 			mc->ones[i] = 1.0f;
-	if (!mc->mv.idx || !mc->old || !mc->new_ || !mc->mark || !mc->lt || !mc->lt_new || !mc->xT || !mc->ones)
+	if (!mc->mv.idx || !mc->old || !mc->new_ || !mc->mark || !mc->lt || !mc->lt_new || !mc->xT || !mc->xT_mem || !mc->ones)
 		return nk_errf(err, NK_ENOMEM, "out of memory for MCMC caches");
 	return 0;
 }
@@ -481,7 +525,6 @@ static void mcmc_free(struct optim *o)
 	free(mc->chan);
 	free(mc->plane);
 	free(mc->diff);
-	free(mc->xc);
 	free(mc->ml);
 	free(mc->mv.idx);
 	free(mc->old);
@@ -490,6 +533,7 @@ static void mcmc_free(struct optim *o)
 	free(mc->lt);
 	free(mc->lt_new);
 	free(mc->xT);
+	free(mc->xT_mem);
 	free(mc->ones);
 	free(mc);
 	o->priv = NULL;

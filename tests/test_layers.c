@@ -181,27 +181,32 @@ Test(conv2d, binary_scales_by_fan_in)
 
 Test(conv2d, channel_forward_matches_forward)
 {
-	/* forward_channel (row-phase copy, and direct for wide outputs) against the full forward. */
-	const int cases[][7] = {{2, 28, 32, 7, 3, 0, 5}, {3, 9, 5, 3, 1, 1, 4}, {2, 8, 6, 11, 1, 5, 3},
-				{1, 40, 2, 3, 1, 1, 2}, {2, 20, 3, 5, 1, 2, 3}};
+	/* forward_channel (eight samples a vector, output laid out [plane][ld]) against the full
+	 * forward, for samples [1, n): blocks of eight that start and end inside a vector. */
+	const int cases[][7] = {{2, 28, 32, 7, 3, 0, 19}, {3, 9, 5, 3, 1, 1, 4}, {2, 8, 6, 11, 1, 5, 11},
+				{1, 40, 2, 3, 1, 1, 2}, {2, 20, 3, 5, 1, 2, 17}};
 	for (int c = 0; c < 5; c++) {
 		const int *v = cases[c];
 		struct fixture f;
 		struct chain_layer spec = {.kind = "conv", .filters = v[2], .kernel = v[3], .stride = v[4], .pad = v[5]};
 		fx_new(&f, &conv2d_ops, spec, (struct layer_dims){v[0], v[1], v[1]}, v[6], 3);
 		f.l.ops->forward(&f.l, f.n);
-		f.l.ops->channel_prepare(&f.l, f.n);
-		int np = f.l.out.h * f.l.out.w;
-		float *out = malloc(sizeof(float) * f.n * np);
+		cr_assert_eq(f.l.ops->channel_prepare(&f.l, f.n), 0);
+		const int np = f.l.out.h * f.l.out.w, ld = f.n + 3;
+		float *out = malloc(sizeof(float) * ld * np);
 		for (int ch = 0; ch < v[2]; ch++) {
-			f.l.ops->forward_channel(&f.l, ch, 1, f.n, out);
-			for (int i = 1; i < f.n; i++)
-				for (int p = 0; p < np; p++) {
-					float want = f.l.y[((size_t)i * v[2] + ch) * np + p];
-					cr_assert(fabsf(out[(i - 1) * np + p] - want) <= 1e-4f * (1 + fabsf(want)),
-						  "case %d channel %d sample %d pos %d: %g vs %g", c, ch, i, p,
-						  out[(i - 1) * np + p], want);
+			for (int i = 0; i < ld * np; i++)
+				out[i] = -7.0f;
+			f.l.ops->forward_channel(&f.l, ch, 1, f.n, out, ld);
+			for (int p = 0; p < np; p++) {
+				for (int i = 1; i < f.n; i++) {
+					float want = f.l.y[((size_t)i * v[2] + ch) * np + p], got = out[(size_t)p * ld + i];
+					cr_assert(fabsf(got - want) <= 1e-4f * (1 + fabsf(want)),
+						  "case %d channel %d sample %d pos %d: %g vs %g", c, ch, i, p, got, want);
 				}
+				/* Samples outside [1, n) are left alone. */
+				cr_assert(out[(size_t)p * ld] == -7.0f && out[(size_t)p * ld + f.n] == -7.0f);
+			}
 		}
 		free(out);
 		fx_free(&f);
