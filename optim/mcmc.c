@@ -165,8 +165,8 @@ static double eval_head(struct mcmc *mc, const struct layer *h)
 {
 	const int n = mc->n, I = mc->I, ld = mc->ld;
 	double sum = 0.0;
-	/* Streaming a few hundred rows of xT is latency-bound: a second thread only pays off for
-	 * big moves on big batches. */
+	/* Each thread streams its own samples' part of the moved rows of xT, through its own core's
+	 * caches; for small moves on small batches one thread is quicker than a fork. */
 #pragma omp parallel reduction(+ : sum) if ((long)n * mc->mv.n >= (1L << 16))
 	{
 		int lo, hi;
