@@ -22,6 +22,21 @@ enum path {
 	PATH_FULL,      /* anything else: forward from the layer on */
 };
 
+/* Who evaluates a path's proposals: the calling thread alone or the whole team, whichever has
+ * been quicker lately. A fork and join costs microseconds on a quiet machine and many more on a
+ * busy or virtual one, while a proposal costs tens, so neither choice is right everywhere. Each
+ * is timed (a moving average of seconds per proposal); the slower one is tried again every
+ * TEAM_EXPLORE proposals so that a change of load is noticed. The loss does not depend on the
+ * choice: it is summed per block of LOSS_BLOCK samples, in order. */
+struct team_choice {
+	double cost[2];              /* [0] one thread, [1] the team */
+	long runs[2];
+};
+
+#define TEAM_CALIBRATE 16
+#define TEAM_EXPLORE 32
+#define LOSS_BLOCK 64
+
 struct mlayer {
 	int li;                      /* index in the model */
 	struct chain_mcmc_layer cfg;
@@ -50,6 +65,9 @@ struct mcmc {
 	const int32_t *y;
 	int n;
 	double loss;                 /* mean loss of the current state */
+	double *part;                /* [ld / LOSS_BLOCK] the loss of each block of samples */
+	struct team_choice team[PATH_FULL]; /* for PATH_HEAD and PATH_CHANNEL */
+	int team_mode;               /* -1 the quicker, 0 one thread, 1 the team: mcmc_set_team */
 };
 
 /* Row r of the head's transposed input. */
@@ -86,15 +104,15 @@ static inline float log_ge1(float x)
 	return e * 0.69314718f + p;
 }
 
-/* Sum of the cross-entropies of samples [lo, hi) from transposed logits lt [O][ld], in blocks
- * of 64 samples with the class loop outside so that the sample loop vectorises. */
+/* The cross-entropies of samples [lo, hi) from transposed logits lt [O][ld], summed per block of
+ * LOSS_BLOCK samples into part[b / LOSS_BLOCK] (lo is a block's start), with the class loop
+ * outside so that the sample loop vectorises. */
 NK_CLONES
-static double loss_range(const float *lt, int ld, int O, const int32_t *y, int lo, int hi)
+static void loss_range(const float *lt, int ld, int O, const int32_t *y, int lo, int hi, double *part)
 {
-	double sum = 0.0;
-	for (int b = lo; b < hi; b += 64) {
-		const int nb = hi - b < 64 ? hi - b : 64;
-		float m[64], s[64], part = 0.0f;
+	for (int b = lo; b < hi; b += LOSS_BLOCK) {
+		const int nb = hi - b < LOSS_BLOCK ? hi - b : LOSS_BLOCK;
+		float m[LOSS_BLOCK], s[LOSS_BLOCK], sum = 0.0f;
 		for (int j = 0; j < nb; j++)
 			m[j] = lt[b + j];
 		for (int o = 1; o < O; o++)
@@ -106,10 +124,48 @@ static double loss_range(const float *lt, int ld, int O, const int32_t *y, int l
 			for (int j = 0; j < nb; j++)
 				s[j] += exp_neg(lt[(size_t)o * ld + b + j] - m[j]);
 		for (int j = 0; j < nb; j++)
-			part += log_ge1(s[j]) + m[j] - lt[(size_t)y[b + j] * ld + b + j];
-		sum += part;
+			sum += log_ge1(s[j]) + m[j] - lt[(size_t)y[b + j] * ld + b + j];
+		part[b / LOSS_BLOCK] = sum;
 	}
-	return sum;
+}
+
+/* The mean loss of the batch from the blocks' parts. */
+static double loss_mean(const struct mcmc *mc)
+{
+	double sum = 0.0;
+	for (int b = 0; b < (mc->n + LOSS_BLOCK - 1) / LOSS_BLOCK; b++)
+		sum += mc->part[b];
+	return sum / mc->n;
+}
+
+/* This thread's samples: whole blocks of LOSS_BLOCK. */
+static void block_split(int n, int *lo, int *hi)
+{
+	int b0, b1;
+	nk_split((n + LOSS_BLOCK - 1) / LOSS_BLOCK, &b0, &b1);
+	*lo = NK_MIN(n, b0 * LOSS_BLOCK);
+	*hi = NK_MIN(n, b1 * LOSS_BLOCK);
+}
+
+static int team_pick(const struct team_choice *tc, long proposal)
+{
+	if (tc->runs[0] < TEAM_CALIBRATE || tc->runs[1] < TEAM_CALIBRATE)
+		return (int)(proposal & 1);
+	const int best = tc->cost[1] < tc->cost[0];
+	return proposal % TEAM_EXPLORE == 0 ? !best : best;
+}
+
+static void team_note(struct team_choice *tc, int mode, double secs)
+{
+	double *c = &tc->cost[mode];
+	long r = ++tc->runs[mode];
+	if (r <= TEAM_CALIBRATE) {
+		*c += (secs - *c) / r;
+	} else {
+		/* A proposal the system interrupted counts as at most four ordinary ones. */
+		secs = NK_MIN(secs, 4 * *c);
+		*c += 0.05 * (secs - *c);
+	}
 }
 
 NK_CLONES
@@ -161,16 +217,13 @@ static void channel_logits(const float *lt, float *lt_new, int ld, int O, const 
 /* Proposals are small: parallel once a batch holds this many samples. */
 #define PAR_SAMPLES 64
 
-static double eval_head(struct mcmc *mc, const struct layer *h)
+static void eval_head(struct mcmc *mc, const struct layer *h, int threads)
 {
 	const int n = mc->n, I = mc->I, ld = mc->ld;
-	double sum = 0.0;
-	/* Each thread streams its own samples' part of the moved rows of xT, through its own core's
-	 * caches; for small moves on small batches one thread is quicker than a fork. */
-#pragma omp parallel reduction(+ : sum) if ((long)n * mc->mv.n >= (1L << 16))
+#pragma omp parallel num_threads(threads)
 	{
 		int lo, hi;
-		nk_split(n, &lo, &hi);
+		block_split(n, &lo, &hi);
 		for (int o = 0; o < mc->O; o++)
 			memcpy(mc->lt_new + (size_t)o * ld + lo, mc->lt + (size_t)o * ld + lo, sizeof(float) * (hi - lo));
 		for (int j = 0; j < mc->mv.n; j++) {
@@ -181,9 +234,8 @@ static double eval_head(struct mcmc *mc, const struct layer *h)
 			else
 				axpy_range(mc->lt_new + (size_t)(k - mc->O * I) * ld, mc->ones, d, lo, hi);
 		}
-		sum += loss_range(mc->lt_new, ld, mc->O, mc->y, lo, hi);
+		loss_range(mc->lt_new, ld, mc->O, mc->y, lo, hi, mc->part);
 	}
-	return sum / n;
 }
 
 /* One channel of the conv layer on PATH_CHANNEL for samples [lo, hi), through the channelwise
@@ -201,22 +253,20 @@ static void channel_planes(struct mcmc *mc, struct model *m, int f, int lo, int 
 	}
 }
 
-static double eval_channel(struct mcmc *mc, struct model *m, int f)
+static void eval_channel(struct mcmc *mc, struct model *m, int f, int threads)
 {
 	const int n = mc->n, ld = mc->ld, I = mc->I, P = mc->pb;
 	const struct layer *h = &m->layers[mc->head];
-	double sum = 0.0;
-#pragma omp parallel reduction(+ : sum) if (n >= PAR_SAMPLES)
+#pragma omp parallel num_threads(threads)
 	{
 		int lo, hi;
-		nk_split(n, &lo, &hi);
+		block_split(n, &lo, &hi);
 		float *diff = mc->diff + (size_t)nk_thread_id() * P * 16;
 		channel_planes(mc, m, f, lo, hi, mc->xT_spare);
 		channel_logits(mc->lt, mc->lt_new, ld, mc->O, h->w + (size_t)f * P, I, mc->xT_spare, mc->xT[f], P,
 			       h->scale, diff, lo, hi);
-		sum += loss_range(mc->lt_new, ld, mc->O, mc->y, lo, hi);
+		loss_range(mc->lt_new, ld, mc->O, mc->y, lo, hi, mc->part);
 	}
-	return sum / n;
 }
 
 /* Rows [lo, hi) of src [rows][cols] transposed: column c goes to row c % pb of block
@@ -303,7 +353,8 @@ static double eval_full(struct mcmc *mc, struct model *m, int li)
 {
 	model_forward_from(m, li, mc->n);
 	transpose(model_logits(m), mc->n, mc->O, &mc->lt_new, mc->O, mc->ld);
-	return loss_range(mc->lt_new, mc->ld, mc->O, mc->y, 0, mc->n) / mc->n;
+	loss_range(mc->lt_new, mc->ld, mc->O, mc->y, 0, mc->n, mc->part);
+	return loss_mean(mc);
 }
 
 static void swap_logits(struct mcmc *mc)
@@ -344,6 +395,12 @@ double mcmc_cached_loss(const struct optim *o)
 	return mc->loss;
 }
 
+void mcmc_set_team(struct optim *o, int mode)
+{
+	struct mcmc *mc = o->priv;
+	mc->team_mode = mode;
+}
+
 static int propose(struct optim *o, struct mcmc *mc)
 {
 	struct model *m = o->m;
@@ -362,9 +419,21 @@ static int propose(struct optim *o, struct mcmc *mc)
 		*w = mc->new_[j];
 	}
 	double lpr = sampler_log_ratio(&cfg->prior, mc->old, mc->new_, mc->mv.n);
-	double loss = ml->path == PATH_HEAD ? eval_head(mc, l)
-		    : ml->path == PATH_CHANNEL ? eval_channel(mc, m, mc->mv.filter)
-		    : eval_full(mc, m, ml->li);
+	double loss;
+	if (ml->path == PATH_FULL) {
+		loss = eval_full(mc, m, ml->li);
+	} else {
+		struct team_choice *tc = &mc->team[ml->path];
+		const int team = mc->n < PAR_SAMPLES || nk_threads() == 1 ? 0
+			       : mc->team_mode >= 0 ? mc->team_mode : team_pick(tc, o->proposed[ml->li]);
+		const double t0 = nk_now();
+		if (ml->path == PATH_HEAD)
+			eval_head(mc, l, team ? nk_threads() : 1);
+		else
+			eval_channel(mc, m, mc->mv.filter, team ? nk_threads() : 1);
+		team_note(tc, team, nk_now() - t0);
+		loss = loss_mean(mc);
+	}
 	o->proposed[ml->li]++;
 	if (mcmc_accept(cfg->lambda, mc->loss, loss, lpr, rng_uniform(&o->rng))) {
 		commit(mc, m, ml);
@@ -396,7 +465,8 @@ static int mcmc_train(struct optim *o, const float *x, const int32_t *y, int n, 
 		transpose(m->layers[mc->head].x, n, mc->I, mc->xT, mc->pb, mc->ld);
 	}
 	head_logits(mc, &m->layers[mc->head]);
-	mc->loss = loss_range(mc->lt, mc->ld, mc->O, y, 0, n) / n;
+	loss_range(mc->lt, mc->ld, mc->O, y, 0, n, mc->part);
+	mc->loss = loss_mean(mc);
 	st->loss = mc->loss;
 	st->correct = correct(mc);
 	int iters = o->cfg.iters > 0 ? o->cfg.iters : 200;
@@ -482,6 +552,7 @@ static int mcmc_init(struct optim *o, char err[NK_ERR_LEN])
 	o->priv = mc;
 	mc->nml = trainable;
 	mc->chan_from = -1;
+	mc->team_mode = -1;
 	mc->head = m->nlayers - 1;
 	mc->O = m->classes;
 	mc->I = dims_size(m->layers[mc->head].in);
@@ -498,6 +569,7 @@ static int mcmc_init(struct optim *o, char err[NK_ERR_LEN])
 	mc->new_ = nk_floats(maxmove);
 	mc->mark = calloc(maxparams, 1);
 	mc->lt = nk_floats((size_t)mc->O * mc->ld);
+	mc->part = calloc((mc->ld + LOSS_BLOCK - 1) / LOSS_BLOCK, sizeof *mc->part);
 	mc->lt_new = nk_floats((size_t)mc->O * mc->ld);
 	mc->pb = mc->chan_from >= 0 ? mc->plane[mc->nchan - 1] : mc->I;
 	const int nblk = mc->I / mc->pb;
@@ -510,7 +582,7 @@ static int mcmc_init(struct optim *o, char err[NK_ERR_LEN])
 	if ((mc->ones = nk_floats(mc->ld)))
 		for (int i = 0; i < mc->ld; i++)
 			mc->ones[i] = 1.0f;
-	if (!mc->mv.idx || !mc->old || !mc->new_ || !mc->mark || !mc->lt || !mc->lt_new || !mc->xT || !mc->xT_mem || !mc->ones)
+	if (!mc->mv.idx || !mc->old || !mc->new_ || !mc->mark || !mc->lt || !mc->lt_new || !mc->xT || !mc->xT_mem || !mc->ones || !mc->part)
 		return nk_errf(err, NK_ENOMEM, "out of memory for MCMC caches");
 	return 0;
 }
@@ -535,6 +607,7 @@ static void mcmc_free(struct optim *o)
 	free(mc->xT);
 	free(mc->xT_mem);
 	free(mc->ones);
+	free(mc->part);
 	free(mc);
 	o->priv = NULL;
 }

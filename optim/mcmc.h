@@ -11,4 +11,8 @@ int mcmc_accept(double lambda, double loss_old, double loss_new, double log_prio
 /* Mean loss of the current state on the last batch, as the incremental caches hold it. */
 double mcmc_cached_loss(const struct optim *o);
 
+/* Evaluate head and channel proposals on the calling thread alone (0), on the whole OpenMP team
+ * (1), or on whichever has been quicker lately (-1, the default). */
+void mcmc_set_team(struct optim *o, int mode);
+
 #endif

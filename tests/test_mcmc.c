@@ -192,6 +192,30 @@ Test(mcmc, incremental_equals_full_on_the_seed_model)
 	many(&seed, 512);
 }
 
+Test(mcmc, one_thread_or_the_team_gives_the_same_chain)
+{
+	/* The loss is summed per block of samples in a fixed order, so whether proposals run on one
+	 * thread, on the team, or on whichever is quicker, every accept decision is the same. */
+	static const struct setup seed = {"seed model", {CONV(32, 7, 3, 0), RELU}, 2, {{.kind = "linear"}}, 1,
+					  {MOVE(MOVE_FILTER, 0, STUDENT(1e-7), STUDENT(1e-3), 1e5),
+					   MOVE(MOVE_UNIFORM, 363, STUDENT(1e-7), STUDENT(1e-3), 1e5)}, 2, {1, 28, 28}};
+	struct rig r[3];
+	for (int k = 0; k < 3; k++) {
+		rig_new(&r[k], &seed, 300, 400);
+		mcmc_set_team(r[k].o, k - 1);
+		struct optim_stats st;
+		cr_assert_eq(optim_train(r[k].o, r[k].x, r[k].y, r[k].n, NULL, &st), 0);
+	}
+	for (int k = 1; k < 3; k++) {
+		double a = mcmc_cached_loss(r[0].o), b = mcmc_cached_loss(r[k].o);
+		cr_assert(memcmp(&a, &b, sizeof a) == 0, "team mode %d: loss %.17g, automatic %.17g", k - 1, b, a);
+		cr_assert_eq(memcmp(r[0].m->params, r[k].m->params, sizeof(float) * r[0].m->nparams), 0,
+			     "team mode %d: the parameters part from the automatic choice's", k - 1);
+	}
+	for (int k = 0; k < 3; k++)
+		rig_free(&r[k]);
+}
+
 Test(mcmc, stops_early_when_a_newer_batch_waits)
 {
 	struct rig r;
