@@ -190,14 +190,14 @@ static void channel_logits(const float *lt, float *lt_new, int ld, int O, const 
 		for (int q = 0; q < P; q++)
 			for (int j = 0; j < nb; j++)
 				dt[q * 16 + j] = newT[(size_t)q * ld + b + j] - oldT[(size_t)q * ld + b + j];
-		for (int o0 = 0; o0 < O; o0 += 4) {
-			/* 4 classes x 16 samples: eight independent vector sums. */
-			const int no = O - o0 < 4 ? O - o0 : 4;
-			nk_v8f acc[4][2];
+		for (int o0 = 0; o0 < O; o0 += 5) {
+			/* 5 classes x 16 samples: ten independent vector sums (ten classes in two passes). */
+			const int no = O - o0 < 5 ? O - o0 : 5;
+			nk_v8f acc[5][2];
 			memset(acc, 0, sizeof acc);
 			for (int q = 0; q < P; q++) {
 				const nk_v8f d0 = nk_load8(dt + q * 16), d1 = nk_load8(dt + q * 16 + 8);
-				for (int r = 0; r < 4; r++) {
+				for (int r = 0; r < 5; r++) {
 					const float wq = r < no ? w[(size_t)(o0 + r) * ldw + q] : 0.0f;
 					acc[r][0] += wq * d0;
 					acc[r][1] += wq * d1;

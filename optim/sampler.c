@@ -25,11 +25,14 @@ double sampler_gamma(double shape, struct nk_rng *r)
 double sampler_student(double df, struct nk_rng *r)
 {
 	if (df == 1.0) {
-		double u;
-		do
-			u = rng_uniform(r);
-		while (u == 0.0 || u == 0.5);
-		return tan(M_PI * (u - 0.5));
+		/* Cauchy: the cotangent of a uniform angle, taken from a uniform point of the unit disk
+		 * (4 / pi points a draw on average; no trigonometry, several times quicker than tan). */
+		double x, y;
+		do {
+			x = 2.0 * rng_uniform(r) - 1.0;
+			y = 2.0 * rng_uniform(r) - 1.0;
+		} while (x * x + y * y > 1.0 || y == 0.0);
+		return x / y;
 	}
 	/* t = Z / sqrt(V / df) with V ~ chi-square(df) = 2 gamma(df / 2). */
 	double z = rng_normal(r), v = 2.0 * sampler_gamma(df / 2.0, r);
