@@ -2,6 +2,7 @@
 #include "stages/trainer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -154,6 +155,18 @@ void trainer_flush(struct trainer *t)
 				continue;
 			snprintf(key, sizeof key, "accept.%s", t->m->layers[i].name);
 			lf_num(&l, key, (double)t->o->accepted[i] / t->o->proposed[i], 3);
+		}
+		/* The largest weight of each layer: moves too heavy-tailed for the data show here. */
+		for (int i = 0; i < t->m->nlayers; i++) {
+			const struct layer *ly = &t->m->layers[i];
+			char key[64];
+			float wmax = 0.0f;
+			if (ly->binary || ly->nparams == 0)
+				continue;
+			for (size_t j = 0; j < ly->nparams; j++)
+				wmax = fabsf(ly->w[j]) > wmax ? fabsf(ly->w[j]) : wmax;
+			snprintf(key, sizeof key, "wmax.%s", ly->name);
+			lf_num(&l, key, wmax, 3);
 		}
 		optim_reset_counts(t->o);
 	}
