@@ -60,7 +60,6 @@ struct mcmc {
 	int chan_from;               /* conv layer on PATH_CHANNEL, or -1 */
 	int nchan;                   /* it and the channelwise layers up to the head */
 	float **chan;                /* [nchan - 1][plane][ld] a proposal's channel at each but the last */
-	int *plane;                  /* [nchan] one channel's plane size at each */
 	float *diff;                 /* [threads][plane of the last][16] */
 	const int32_t *y;
 	int n;
@@ -497,15 +496,13 @@ static int mcmc_setup_channel(struct mcmc *mc, const struct model *m, int li, ch
 	mc->chan_from = li;
 	mc->nchan = mc->head - li;
 	mc->chan = calloc(mc->nchan, sizeof *mc->chan);
-	mc->plane = calloc(mc->nchan, sizeof *mc->plane);
-	if (!mc->chan || !mc->plane)
+	if (!mc->chan)
 		return nk_errf(err, NK_ENOMEM, "out of memory");
-	for (int j = 0; j < mc->nchan; j++) {
-		mc->plane[j] = dims_size(m->layers[li + j].out) / K;
-		if (j < mc->nchan - 1 && !(mc->chan[j] = nk_floats((size_t)mc->ld * mc->plane[j])))
+	for (int j = 0; j < mc->nchan - 1; j++)
+		if (!(mc->chan[j] = nk_floats((size_t)mc->ld * (dims_size(m->layers[li + j].out) / K))))
 			return nk_errf(err, NK_ENOMEM, "out of memory");
-	}
-	mc->diff = nk_floats((size_t)nk_threads() * mc->plane[mc->nchan - 1] * 16);
+	mc->pb = dims_size(m->layers[mc->head - 1].out) / K;
+	mc->diff = nk_floats((size_t)nk_threads() * mc->pb * 16);
 	return mc->diff ? 0 : nk_errf(err, NK_ENOMEM, "out of memory");
 }
 
@@ -556,6 +553,7 @@ static int mcmc_init(struct optim *o, char err[NK_ERR_LEN])
 	mc->head = m->nlayers - 1;
 	mc->O = m->classes;
 	mc->I = dims_size(m->layers[mc->head].in);
+	mc->pb = mc->I;            /* one block, unless a conv layer moves by channel */
 	mc->ld = m->max_batch;
 	if (strcmp(m->layers[mc->head].ops->kind, "linear") != 0)
 		return nk_errf(err, NK_EINVAL, "mcmc needs a linear last head layer");
@@ -571,7 +569,6 @@ static int mcmc_init(struct optim *o, char err[NK_ERR_LEN])
 	mc->lt = nk_floats((size_t)mc->O * mc->ld);
 	mc->part = calloc((mc->ld + LOSS_BLOCK - 1) / LOSS_BLOCK, sizeof *mc->part);
 	mc->lt_new = nk_floats((size_t)mc->O * mc->ld);
-	mc->pb = mc->chan_from >= 0 ? mc->plane[mc->nchan - 1] : mc->I;
 	const int nblk = mc->I / mc->pb;
 	mc->xT = calloc(nblk, sizeof *mc->xT);
 	if ((mc->xT_mem = nk_floats((size_t)(nblk + 1) * mc->pb * mc->ld)) && mc->xT) {
@@ -595,7 +592,6 @@ static void mcmc_free(struct optim *o)
 	for (int j = 0; mc->chan && j < mc->nchan; j++)
 		free(mc->chan[j]);
 	free(mc->chan);
-	free(mc->plane);
 	free(mc->diff);
 	free(mc->ml);
 	free(mc->mv.idx);
