@@ -4,7 +4,7 @@ libnecklace_a_SOURCES += data/ds.h data/ds_int.h data/ds.c data/idx.c data/cifar
 # stb_image decodes image folders (STB_LIBS from configure).
 NK_LIBS += $(STB_LIBS)
 nobase_dist_pkgdata_DATA += data/chains/seed-1.json data/chains/seed-1-mcmc.json \
-	data/chains/seed-1-mcmc-gauss.json
+	data/chains/seed-1-mcmc-research.json
 
 if HAVE_CRITERION
 check_PROGRAMS += tests/test_idx tests/test_batcher tests/test_cifar tests/test_images \

@@ -34,6 +34,14 @@ double sampler_student(double df, struct nk_rng *r)
 		} while (x * x + y * y > 1.0 || y == 0.0);
 		return x / y;
 	}
+	if (df == 2.0) {
+		/* t(2) has a closed-form quantile function: (2u - 1) / sqrt(2 u (1 - u)). */
+		double u;
+		do
+			u = rng_uniform(r);
+		while (u == 0.0);
+		return (2.0 * u - 1.0) / sqrt(2.0 * u * (1.0 - u));
+	}
 	/* t = Z / sqrt(V / df) with V ~ chi-square(df) = 2 gamma(df / 2). */
 	double z = rng_normal(r), v = 2.0 * sampler_gamma(df / 2.0, r);
 	return z / sqrt(v / df);

@@ -116,10 +116,11 @@ Test(chain, loads_seed_1)
 	chain_free(c);
 }
 
-Test(chain, loads_seed_1_mcmc)
+/* The research code's settings; the shipped seed-1-mcmc differs only in its moves' df. */
+static void check_seed_mcmc(const char *file, const char *name, double move_df)
 {
-	struct chain *c = load_shipped("seed-1-mcmc.json");
-	cr_assert_str_eq(c->name, "seed-1-mcmc");
+	struct chain *c = load_shipped(file);
+	cr_assert_str_eq(c->name, name);
 	check_seed_model(c);
 	cr_assert_eq(c->data.batch, 512);
 	cr_assert_eq(c->data.epochs, 100);
@@ -136,11 +137,18 @@ Test(chain, loads_seed_1_mcmc)
 		cr_assert_float_eq(m->lambda, 1e5, 1e-6);
 		cr_assert_eq(m->proposal.kind, DIST_STUDENT);
 		cr_assert_float_eq(m->proposal.var, 1e-7, 1e-20);
-		cr_assert_float_eq(m->proposal.df, 1, 1e-12);
+		cr_assert_float_eq(m->proposal.df, move_df, 1e-12, "%s: df %g", file, m->proposal.df);
 		cr_assert_eq(m->prior.kind, DIST_STUDENT);
 		cr_assert_float_eq(m->prior.var, 1e-3, 1e-15);
+		cr_assert_float_eq(m->prior.df, 1, 1e-12);
 	}
 	chain_free(c);
+}
+
+Test(chain, loads_seed_1_mcmc)
+{
+	check_seed_mcmc("seed-1-mcmc.json", "seed-1-mcmc", 2);
+	check_seed_mcmc("seed-1-mcmc-research.json", "seed-1-mcmc-research", 1);
 }
 
 Test(chain, shipped_hashes_differ)

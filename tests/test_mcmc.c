@@ -184,7 +184,8 @@ Test(mcmc, incremental_equals_full_after_many_moves)
 
 Test(mcmc, incremental_equals_full_on_the_seed_model)
 {
-	/* The shipped seed-1-mcmc settings on its own shapes and batch size. */
+	/* seed-1-mcmc-research's settings on their own shapes and batch size (seed-1-mcmc differs
+	 * only in its moves' df; the heavier df-1 tail makes the larger jumps). */
 	static const struct setup seed = {"seed model", {CONV(32, 7, 3, 0), RELU}, 2, {{.kind = "linear"}}, 1,
 					  {MOVE(MOVE_FILTER, 0, STUDENT(1e-7), STUDENT(1e-3), 1e5),
 					   MOVE(MOVE_UNIFORM, 363, STUDENT(1e-7), STUDENT(1e-3), 1e5)}, 2, {1, 28, 28}};

@@ -65,6 +65,17 @@ Test(sampler, student_t5_quantiles)
 	cr_assert(fabs(quantile(&d, 200000, 0.975, 7) - 2.5706) < 0.07);
 }
 
+Test(sampler, student_t2_quantiles)
+{
+	/* t(2): F^-1(p) = (2p - 1) / sqrt(2 p (1 - p)); 0.75 -> 0.8165, 0.9 -> 1.8856, 0.975 -> 4.3027.
+	 * Variance parameter 4 scales by 2. */
+	struct chain_dist d = {.kind = DIST_STUDENT, .var = 4.0, .df = 2.0};
+	cr_assert(fabs(quantile(&d, 200000, 0.5, 8)) < 0.02);
+	cr_assert(fabs(quantile(&d, 200000, 0.75, 9) - 2 * 0.8165) < 0.03);
+	cr_assert(fabs(quantile(&d, 200000, 0.9, 10) - 2 * 1.8856) < 0.06);
+	cr_assert(fabs(quantile(&d, 200000, 0.975, 11) - 2 * 4.3027) < 0.25);
+}
+
 Test(sampler, gamma_moments)
 {
 	struct nk_rng r;
