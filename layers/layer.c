@@ -5,6 +5,7 @@
 
 static const struct layer_ops *const kinds[] = {
 	&conv2d_ops, &linear_ops, &relu_ops, &maxpool_ops, &avgpool_ops, &gap_ops, &flatten_ops,
+	&batchnorm_ops,
 };
 
 const struct layer_ops *layer_find(const char *kind)

@@ -33,16 +33,21 @@ struct layer {
 	float *dx;              /* [N][in]: previous layer's dy; NULL for the first layer */
 	float *dy;              /* [N][out] */
 	int max_batch;
+	int training;           /* forward in training mode (batchnorm: batch statistics, updating
+				 * the running ones); 0: evaluation mode (the running statistics) */
+	size_t nbuf;            /* state that is not trained but kept (batchnorm: running mean, var) */
+	float *buf;             /* [nbuf] view into the model's buffer array */
 	void *priv;             /* the kind's own options and scratch */
 };
 
 struct layer_ops {
 	const char *kind;
-	/* Check the options against l->in, set l->out, l->nparams, l->binary and l->priv with
-	 * scratch sized for l->max_batch. */
+	/* Check the options against l->in, set l->out, l->nparams, l->nbuf, l->binary and l->priv
+	 * with scratch sized for l->max_batch. */
 	int (*init)(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN]);
 	void (*free)(struct layer *l);                            /* optional */
-	void (*init_params)(struct layer *l, struct nk_rng *r);   /* optional: kinds with params */
+	/* optional: kinds with params or buffers (both are set up here) */
+	void (*init_params)(struct layer *l, struct nk_rng *r);
 	void (*forward)(struct layer *l, int n);
 	/* Set l->g from l->dy (not accumulate), and l->dx when it is not NULL. */
 	void (*backward)(struct layer *l, int n);
@@ -62,11 +67,12 @@ struct layer_ops {
 	void (*map_channel)(const struct layer *l, const float *in, float *out, int ld, int n0, int n1);
 };
 
-/* Look a kind up by name ("conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten"). */
+/* Look a kind up by name ("conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten",
+ * "batchnorm"). */
 const struct layer_ops *layer_find(const char *kind);
 
 extern const struct layer_ops conv2d_ops, linear_ops, relu_ops, maxpool_ops, avgpool_ops,
-	gap_ops, flatten_ops;
+	gap_ops, flatten_ops, batchnorm_ops;
 
 /* Uniform(-bound, bound) weights, or random signs for binary layers. */
 void layer_fill_uniform(float *w, size_t n, float bound, struct nk_rng *r);

@@ -1,6 +1,7 @@
 # layers/: one layer kind per file, the kernels they share, and the sequential model.
 libnecklace_a_SOURCES += layers/layer.h layers/layer.c layers/gemm.h layers/gemm.c \
 	layers/conv2d.c layers/linear.c layers/relu.c layers/pool.c layers/flatten.c \
+	layers/batchnorm.c \
 	layers/xent.h layers/xent.c layers/model.h layers/model.c
 
 if HAVE_CRITERION

@@ -42,18 +42,20 @@ static int model_add(struct model *m, const struct chain_layer *spec, int idx, i
 static int model_wire(struct model *m, char err[NK_ERR_LEN])
 {
 	size_t acts = 0;
-	m->nparams = 0;
+	m->nparams = m->nbufs = 0;
 	for (int i = 0; i < m->nlayers; i++) {
 		m->nparams += m->layers[i].nparams;
+		m->nbufs += m->layers[i].nbuf;
 		acts += 2 * ((size_t)m->max_batch * dims_size(m->layers[i].out) + STAGGER);
 	}
 	m->params = nk_floats(m->nparams);
 	m->grads = nk_floats(m->nparams);
 	m->arena = nk_floats(acts);
-	if (!m->params || !m->grads || !m->arena)
+	m->bufs = nk_floats(m->nbufs);
+	if (!m->params || !m->grads || !m->arena || !m->bufs)
 		return nk_errf(err, NK_ENOMEM, "out of memory for %zu parameters and %zu activations",
 			       m->nparams, acts);
-	size_t p = 0, a = 0;
+	size_t p = 0, a = 0, bu = 0;
 	int trainable_before = 0;
 	for (int i = 0; i < m->nlayers; i++) {
 		struct layer *l = &m->layers[i];
@@ -61,6 +63,8 @@ static int model_wire(struct model *m, char err[NK_ERR_LEN])
 		l->w = m->params + p;
 		l->g = m->grads + p;
 		p += l->nparams;
+		l->buf = m->bufs + bu;
+		bu += l->nbuf;
 		l->y = m->arena + a;
 		l->dy = m->arena + a + len;
 		a += 2 * len;
@@ -127,7 +131,14 @@ void model_free(struct model *m)
 	free(m->params);
 	free(m->grads);
 	free(m->arena);
+	free(m->bufs);
 	free(m);
+}
+
+void model_set_training(struct model *m, int on)
+{
+	for (int i = 0; i < m->nlayers; i++)
+		m->layers[i].training = on;
 }
 
 void model_forward_from(struct model *m, int from, int n)

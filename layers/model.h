@@ -15,6 +15,8 @@ struct model {
 	size_t nparams;
 	float *params;          /* [nparams] */
 	float *grads;           /* [nparams] */
+	size_t nbufs;
+	float *bufs;            /* [nbufs] state kept but not trained (batchnorm statistics) */
 	float *arena;           /* every layer's y and dy */
 };
 
@@ -22,6 +24,9 @@ struct model {
 int model_new(struct model **out, const struct chain_stage *st, struct layer_dims in, int classes,
 	      int max_batch, uint64_t seed, char err[NK_ERR_LEN]);
 void model_free(struct model *m);
+
+/* Training mode (on) or evaluation mode (off, the default) for every following forward. */
+void model_set_training(struct model *m, int on);
 
 /* Forward n <= max_batch samples x [n][in] through body and head (x must stay valid until the
  * next forward: the first layer reads it in backward). */

@@ -1,4 +1,5 @@
-/* Pooling: max and average over square windows (no padding), and global average pooling. */
+/* Pooling: max and average over square windows (no padding) or onto a grid (adaptive windows),
+ * and global average pooling. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,23 +7,44 @@
 #include "layers/layer.h"
 
 struct pool {
-	int size, stride;
+	int *r0, *r1;   /* [out.h] rows of each output row's window: [r0, r1) */
+	int *c0, *c1;   /* [out.w] columns likewise */
 	int *arg;       /* maxpool: [max_batch][out] input index of each maximum */
 };
 
+/* Windows of n outputs over an input of length len: fixed size and stride, or (grid) the cuts of
+ * PyTorch's adaptive pools, [floor(i len / n), ceil((i + 1) len / n)). */
+static void windows(int *lo, int *hi, int n, int len, int size, int stride, int grid)
+{
+	for (int i = 0; i < n; i++) {
+		lo[i] = grid ? i * len / n : i * stride;
+		hi[i] = grid ? ((i + 1) * len + n - 1) / n : i * stride + size;
+	}
+}
+
 static int pool_init(struct layer *l, const struct chain_layer *spec, char err[NK_ERR_LEN])
 {
-	int size = spec->size > 0 ? spec->size : 2, s = spec->stride > 0 ? spec->stride : size;
-	if (size > l->in.h || size > l->in.w)
+	int size = spec->size > 0 ? spec->size : 2, s = spec->stride > 0 ? spec->stride : size, g = spec->grid;
+	if (g > 0 && (g > l->in.h || g > l->in.w))
+		return nk_errf(err, NK_ESHAPE, "%s: grid %d is finer than input %dx%d", l->name, g,
+			       l->in.h, l->in.w);
+	if (g == 0 && (size > l->in.h || size > l->in.w))
 		return nk_errf(err, NK_ESHAPE, "%s: window %d does not fit input %dx%d", l->name, size,
 			       l->in.h, l->in.w);
 	struct pool *p = calloc(1, sizeof *p);
 	if (!p)
 		return nk_errf(err, NK_ENOMEM, "%s: out of memory", l->name);
 	l->priv = p;
-	p->size = size;
-	p->stride = s;
-	l->out = (struct layer_dims){l->in.c, (l->in.h - size) / s + 1, (l->in.w - size) / s + 1};
+	l->out = g ? (struct layer_dims){l->in.c, g, g}
+		   : (struct layer_dims){l->in.c, (l->in.h - size) / s + 1, (l->in.w - size) / s + 1};
+	p->r0 = malloc(sizeof(int) * 2 * (l->out.h + l->out.w));
+	if (!p->r0)
+		return nk_errf(err, NK_ENOMEM, "%s: out of memory", l->name);
+	p->r1 = p->r0 + l->out.h;
+	p->c0 = p->r1 + l->out.h;
+	p->c1 = p->c0 + l->out.w;
+	windows(p->r0, p->r1, l->out.h, l->in.h, size, s, g);
+	windows(p->c0, p->c1, l->out.w, l->in.w, size, s, g);
 	return 0;
 }
 
@@ -39,10 +61,17 @@ static int maxpool_init(struct layer *l, const struct chain_layer *spec, char er
 static void pool_free(struct layer *l)
 {
 	struct pool *p = l->priv;
-	if (p)
+	if (p) {
+		free(p->r0);
 		free(p->arg);
+	}
 	free(p);
 	l->priv = NULL;
+}
+
+static inline int window_area(const struct pool *p, int oh, int ow)
+{
+	return (p->r1[oh] - p->r0[oh]) * (p->c1[ow] - p->c0[ow]);
 }
 
 /* One plane x [H][W] -> y [OH][OW]; arg (may be NULL) gets each maximum's input index. */
@@ -51,13 +80,11 @@ static void max_plane(const struct layer *l, const struct pool *p, const float *
 	const int W = l->in.w, OW = l->out.w;
 	for (int oh = 0; oh < l->out.h; oh++)
 		for (int ow = 0; ow < OW; ow++) {
-			int best = (oh * p->stride) * W + ow * p->stride;
-			for (int i = 0; i < p->size; i++)
-				for (int j = 0; j < p->size; j++) {
-					int at = (oh * p->stride + i) * W + ow * p->stride + j;
-					if (x[at] > x[best])
-						best = at;
-				}
+			int best = p->r0[oh] * W + p->c0[ow];
+			for (int i = p->r0[oh]; i < p->r1[oh]; i++)
+				for (int j = p->c0[ow]; j < p->c1[ow]; j++)
+					if (x[i * W + j] > x[best])
+						best = i * W + j;
 			y[oh * OW + ow] = x[best];
 			if (arg)
 				arg[oh * OW + ow] = best;
@@ -80,15 +107,17 @@ static void pool_map(const struct layer *l, const float *in, float *out, int ld,
 {
 	const struct pool *p = l->priv;
 	const int W = l->in.w, OW = l->out.w;
-	const float scale = 1.0f / (p->size * p->size);
 	for (int oh = 0; oh < l->out.h; oh++)
 		for (int ow = 0; ow < OW; ow++) {
 			float *o = out + (size_t)(oh * OW + ow) * ld;
-			for (int w = 0; w < p->size * p->size; w++) {
-				const float *x = in + (size_t)((oh * p->stride + w / p->size) * W + ow * p->stride + w % p->size) * ld;
-				for (int i = n0; i < n1; i++)
-					o[i] = w == 0 ? x[i] : max ? (x[i] > o[i] ? x[i] : o[i]) : o[i] + x[i];
-			}
+			int first = 1;
+			for (int r = p->r0[oh]; r < p->r1[oh]; r++)
+				for (int c = p->c0[ow]; c < p->c1[ow]; c++, first = 0) {
+					const float *x = in + (size_t)(r * W + c) * ld;
+					for (int i = n0; i < n1; i++)
+						o[i] = first ? x[i] : max ? (x[i] > o[i] ? x[i] : o[i]) : o[i] + x[i];
+				}
+			const float scale = 1.0f / window_area(p, oh, ow);
 			for (int i = n0; i < n1 && !max; i++)
 				o[i] *= scale;
 		}
@@ -115,14 +144,13 @@ static void maxpool_backward(struct layer *l, int n)
 static void avg_plane(const struct layer *l, const struct pool *p, const float *x, float *y)
 {
 	const int W = l->in.w, OW = l->out.w;
-	const float scale = 1.0f / (p->size * p->size);
 	for (int oh = 0; oh < l->out.h; oh++)
 		for (int ow = 0; ow < OW; ow++) {
 			float s = 0.0f;
-			for (int i = 0; i < p->size; i++)
-				for (int j = 0; j < p->size; j++)
-					s += x[(oh * p->stride + i) * W + ow * p->stride + j];
-			y[oh * OW + ow] = s * scale;
+			for (int i = p->r0[oh]; i < p->r1[oh]; i++)
+				for (int j = p->c0[ow]; j < p->c1[ow]; j++)
+					s += x[i * W + j];
+			y[oh * OW + ow] = s / window_area(p, oh, ow);
 		}
 }
 
@@ -145,17 +173,16 @@ static void avgpool_backward(struct layer *l, int n)
 		return;
 	const struct pool *p = l->priv;
 	const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w, planes = n * l->in.c;
-	const float scale = 1.0f / (p->size * p->size);
 	memset(l->dx, 0, sizeof(float) * (size_t)planes * H * W);
 #pragma omp parallel for schedule(static)
 	for (int q = 0; q < planes; q++) {
 		float *dx = l->dx + (size_t)q * H * W;
 		for (int oh = 0; oh < OH; oh++)
 			for (int ow = 0; ow < OW; ow++) {
-				float d = l->dy[(size_t)q * OH * OW + oh * OW + ow] * scale;
-				for (int i = 0; i < p->size; i++)
-					for (int j = 0; j < p->size; j++)
-						dx[(oh * p->stride + i) * W + ow * p->stride + j] += d;
+				float d = l->dy[(size_t)q * OH * OW + oh * OW + ow] / window_area(p, oh, ow);
+				for (int i = p->r0[oh]; i < p->r1[oh]; i++)
+					for (int j = p->c0[ow]; j < p->c1[ow]; j++)
+						dx[i * W + j] += d;
 			}
 	}
 }

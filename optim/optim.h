@@ -22,6 +22,8 @@ struct optim {
 	struct chain_optim cfg;
 	struct nk_rng rng;
 	long *proposed, *accepted; /* [m->nlayers] MCMC moves per layer, since optim_reset_counts */
+	double progress;        /* fraction of the run done, [0, 1], set by the driver: SGD's
+				 * learning-rate schedule follows it */
 	void *priv;
 };
 
@@ -47,6 +49,8 @@ void optim_free(struct optim *o);
 int optim_train(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
 		struct optim_stats *st);
 void optim_reset_counts(struct optim *o);
+/* SGD's learning rate at fraction p of the run under cfg's schedule. */
+double sgd_lr(const struct chain_optim *cfg, double p);
 /* The float state a checkpoint must save beside the parameters and o->rng (NULL, *n = 0: none). */
 float *optim_state(struct optim *o, size_t *n);
 

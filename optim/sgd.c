@@ -1,5 +1,7 @@
 /* Minibatch SGD with momentum and weight decay (PyTorch's convention: v = mu v + g + wd w,
- * w -= lr v), one update of the whole parameter array per step. */
+ * w -= lr v), one update of the whole parameter array per step, the learning rate following
+ * the chain file's schedule over the run. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "layers/gemm.h"
@@ -32,10 +34,27 @@ static void sgd_free(struct optim *o)
 	free(s);
 }
 
+double sgd_lr(const struct chain_optim *cfg, double p)
+{
+	p = p < 0 ? 0 : p > 1 ? 1 : p;
+	/* Warm-up: from lr / 1000 (at p = 0; never 0, which would waste the first steps) to lr. */
+	if (cfg->warmup > 0 && p < cfg->warmup)
+		return cfg->lr * (p + 1e-3) / (cfg->warmup + 1e-3);
+	const double q = cfg->warmup < 1 ? (p - cfg->warmup) / (1 - cfg->warmup) : 1;
+	switch (cfg->schedule) {
+	case SCHED_COSINE:
+		return cfg->lr * (cfg->final + (1 - cfg->final) * 0.5 * (1 + cos(M_PI * q)));
+	case SCHED_STEP:
+		return cfg->lr * pow(cfg->gamma, floor(q / cfg->every + 1e-9));
+	default:
+		return cfg->lr;
+	}
+}
+
 static void sgd_update(struct optim *o)
 {
 	struct sgd *s = o->priv;
-	const float lr = (float)o->cfg.lr, mu = (float)o->cfg.momentum, wd = (float)o->cfg.weight_decay;
+	const float lr = (float)sgd_lr(&o->cfg, o->progress), mu = (float)o->cfg.momentum, wd = (float)o->cfg.weight_decay;
 	float *w = o->m->params, *v = s->v;
 	const float *g = o->m->grads;
 	const size_t n = o->m->nparams;
@@ -54,6 +73,7 @@ static int sgd_train(struct optim *o, const float *x, const int32_t *y, int n, c
 		if (it > 0 && newer && *newer)
 			break;
 		int correct;
+		model_set_training(o->m, 1);
 		model_forward(o->m, x, n);
 		double loss = model_loss(o->m, y, n, &correct, 1);
 		if (it == 0) {
@@ -61,6 +81,7 @@ static int sgd_train(struct optim *o, const float *x, const int32_t *y, int n, c
 			st->correct = correct;
 		}
 		model_backward(o->m, n);
+		model_set_training(o->m, 0);
 		sgd_update(o);
 		st->steps++;
 	}

@@ -32,7 +32,16 @@ static const struct field sgd_fields[] = {
 	NUM_F("momentum", R_FRAC, 0, struct chain_optim, momentum),
 	NUM_F("weight_decay", R_GE0, 0, struct chain_optim, weight_decay),
 	INT_F("iters", OPT, 1, 1, struct chain_optim, iters),
+	SKIP_F("schedule", OPT),
+	NUM_F("warmup", R_FRAC, 0, struct chain_optim, warmup),
+	NUM_F("final", 0, 1, 0, 0, 0, struct chain_optim, final),
+	NUM_F("gamma", R_PROB, 0.1, struct chain_optim, gamma),
+	NUM_F("every", R_PROB, 0.5, struct chain_optim, every),
 	END_F,
+};
+
+static const char *const schedule_names[] = {
+	[SCHED_CONSTANT] = "constant", [SCHED_COSINE] = "cosine", [SCHED_STEP] = "step",
 };
 
 static const struct field mcmc_fields[] = {
@@ -59,6 +68,7 @@ enum {
 	K_TRAINABLE = 1,        /* has weights: gets an entry in optimizer.mcmc.layers */
 	K_UNITS = 2,            /* "units": required in the body, defaults to classes in the head */
 	K_STRIDE_IS_SIZE = 4,   /* "stride" defaults to "size" */
+	K_NO_MCMC = 8,          /* MCMC's incremental evaluation does not support it */
 };
 
 static const struct field conv_fields[] = {
@@ -80,6 +90,19 @@ static const struct field linear_fields[] = {
 static const struct field pool_fields[] = {
 	INT_F("size", OPT, 1, 2, struct chain_layer, size),
 	INT_F("stride", OPT, 1, 0, struct chain_layer, stride), /* 0: = size (K_STRIDE_IS_SIZE) */
+	INT_RANGE_F("grid", 0, 1024, 0, struct chain_layer, grid),
+	END_F,
+};
+
+static const struct field batchnorm_fields[] = {
+	NUM_F("momentum", R_PROB, 0.1, struct chain_layer, momentum),
+	NUM_F("eps", R_GT0, 1e-5, struct chain_layer, eps),
+	END_F,
+};
+
+/* {"pooled": {"grid": G}}: the head that pools the body output to a G x G grid, then classifies. */
+static const struct field pooled_fields[] = {
+	INT_RANGE_F("grid", 1, 1024, 2, struct chain_layer, grid),
 	END_F,
 };
 
@@ -99,6 +122,7 @@ static const struct layer_kind layer_kinds[] = {
 	{"avgpool", pool_fields, K_STRIDE_IS_SIZE},
 	{"gap", no_fields, 0},
 	{"flatten", no_fields, 0},
+	{"batchnorm", batchnorm_fields, K_NO_MCMC},
 };
 #define NKINDS (sizeof layer_kinds / sizeof layer_kinds[0])
 
@@ -165,6 +189,8 @@ static int layer_parse(struct pctx *c, const char *jp, json_t *item, struct chai
 	chain_jp_key(sub, jp, k->name);
 	if ((rc = chain_fields(c, sub, opts, k->opts, l)))
 		return rc;
+	if (l->grid && opts && (json_object_get(opts, "size") || json_object_get(opts, "stride")))
+		return chain_bad(c, sub, "give either 'grid' or 'size'/'stride', not both");
 	if ((k->flags & K_STRIDE_IS_SIZE) && l->stride == 0)
 		l->stride = l->size;
 	if (k->flags & K_UNITS)
@@ -184,6 +210,21 @@ static int layers_parse(struct pctx *c, const char *jp, json_t *v, int head,
 		return chain_bad(c, jp, "expected an array of layers, got %s", chain_type_name(v));
 	if (head && len == 0)
 		return chain_bad(c, jp, "the head must have at least one layer (ending in \"linear\")");
+	const char *kind;
+	json_t *opts;
+	if (head && !arr && chain_single_key(v, &kind, &opts) && strcmp(kind, "pooled") == 0) {
+		/* The pooled head: [{"avgpool": {"grid": G}}, "linear"]. */
+		if (!(*out = chain_zalloc(2, sizeof **out)))
+			return chain_nomem(c);
+		int rc = chain_fields(c, chain_jp_key(sub, jp, "pooled"), opts, pooled_fields, &(*out)[0]);
+		if (rc)
+			return rc;
+		snprintf((*out)[0].kind, sizeof (*out)[0].kind, "avgpool");
+		snprintf((*out)[1].kind, sizeof (*out)[1].kind, "linear");
+		(*out)[1].units = c->classes;
+		*n = 2;
+		return 0;
+	}
 	if (!(*out = chain_zalloc(len, sizeof **out)))
 		return chain_nomem(c);
 	for (size_t i = 0; i < len; i++) {
@@ -342,6 +383,22 @@ static int mcmc_parse(struct pctx *c, const char *jp, json_t *o, struct chain_st
 	return 0;
 }
 
+/* sgd "schedule": "constant" (default), "cosine" or "step". */
+static int schedule_parse(struct pctx *c, const char *jp, json_t *v, struct chain_optim *o)
+{
+	char sub[JP_LEN];
+	chain_jp_key(sub, jp, "schedule");
+	o->schedule = SCHED_CONSTANT;
+	if (!v)
+		return 0;
+	for (size_t i = 0; json_is_string(v) && i < sizeof schedule_names / sizeof schedule_names[0]; i++)
+		if (strcmp(json_string_value(v), schedule_names[i]) == 0) {
+			o->schedule = (enum chain_schedule)i;
+			return 0;
+		}
+	return chain_bad(c, sub, "expected \"constant\", \"cosine\" or \"step\"");
+}
+
 /* "optimizer": {"sgd": {...}} or {"mcmc": {...}}; needs the stage's layers parsed. */
 static int optim_parse(struct pctx *c, const char *jp, json_t *v, struct chain_stage *s)
 {
@@ -357,10 +414,20 @@ static int optim_parse(struct pctx *c, const char *jp, json_t *v, struct chain_s
 	chain_jp_key(sub, jp, name);
 	if (strcmp(name, "sgd") == 0) {
 		s->optim.kind = OPTIM_SGD;
-		return chain_fields(c, sub, o, sgd_fields, &s->optim);
+		if ((rc = chain_fields(c, sub, o, sgd_fields, &s->optim)))
+			return rc;
+		return schedule_parse(c, sub, json_object_get(o, "schedule"), &s->optim);
 	}
 	if (strcmp(name, "mcmc") == 0) {
 		s->optim.kind = OPTIM_MCMC;
+		for (int j = 0; j < s->nlayers + s->nhead; j++) {
+			int body = j < s->nlayers;
+			const struct chain_layer *l = body ? &s->layers[j] : &s->head[j - s->nlayers];
+			if (kind_find(l->kind)->flags & K_NO_MCMC)
+				return chain_bad(c, sub, "mcmc cannot train a stage with a %s layer (%s[%d]): "
+						 "its incremental evaluation does not support it; use sgd",
+						 l->kind, body ? "layers" : "head", body ? j : j - s->nlayers);
+		}
 		return mcmc_parse(c, sub, o, s);
 	}
 	return chain_bad(c, jp, "unknown optimizer '%s' (known: sgd, mcmc)", name);

@@ -13,13 +13,17 @@
 
 /* One entry of "layers" or "head": "relu" or {"conv": {"filters": 32, "kernel": 7, ...}}. */
 struct chain_layer {
-	char kind[16];      /* conv, linear, relu, maxpool, avgpool, gap, flatten */
+	char kind[16];      /* conv, linear, relu, maxpool, avgpool, gap, flatten, batchnorm */
 	int filters;        /* conv: output channels */
 	int kernel;         /* conv: square kernel size */
 	int stride;         /* conv (default 1), pools (default = size) */
 	int pad;            /* conv: zero padding (default 0) */
 	int units;          /* linear: outputs; the head's last linear defaults to data.classes */
 	int size;           /* maxpool/avgpool: square window (default 2) */
+	int grid;           /* maxpool/avgpool: pool to a grid x grid output, windows as PyTorch's
+			     * adaptive pools cut them (0: use size and stride) */
+	double momentum;    /* batchnorm: weight of a batch in the running statistics (0.1) */
+	double eps;         /* batchnorm: added to the variance (1e-5) */
 	int binary;         /* conv/linear: weights in {-1,+1} (default false) */
 };
 
@@ -46,10 +50,17 @@ struct chain_mcmc_layer {
 };
 
 enum chain_optim_kind { OPTIM_SGD = 0, OPTIM_MCMC };
+/* SGD learning-rate schedule over the run (its epochs or --seconds): after a linear warm-up over
+ * the first `warmup` of the run, constant, cosine down to final * lr, or times gamma at every
+ * `every` of the rest. */
+enum chain_schedule { SCHED_CONSTANT = 0, SCHED_COSINE, SCHED_STEP };
 struct chain_optim {
 	enum chain_optim_kind kind;
-	/* {"sgd": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0, "iters": 1}} */
+	/* {"sgd": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0, "iters": 1,
+	 *          "schedule": "cosine", "warmup": 0.02, "final": 0, "gamma": 0.1, "every": 0.5}} */
 	double lr, momentum, weight_decay;
+	enum chain_schedule schedule;
+	double warmup, final, gamma, every;
 	/* {"mcmc": {"iters": 200, "layers": [...]}}: one entry per trainable (conv/linear) layer of
 	 * the stage, body first, then head, in order. */
 	int iters;          /* SGD steps or MCMC proposals per batch (default 1 / 200) */

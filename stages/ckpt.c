@@ -57,7 +57,8 @@ static const void *le_floats(const float *src, size_t n, void **tmp)
 
 static void floats_from_le(float *dst, const uint8_t *src, size_t n)
 {
-	memcpy(dst, src, n * 4);
+	if (n) /* an empty field's data may be NULL */
+		memcpy(dst, src, n * 4);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 	uint32_t *w = (uint32_t *)dst;
 	for (size_t i = 0; i < n; i++)
@@ -80,6 +81,8 @@ void ckpt_of(struct ckpt *k, const struct chain *c, int index, const struct mode
 	k->in = m->in;
 	k->nparams = m->nparams;
 	k->params = m->params;
+	k->nbufs = m->nbufs;
+	k->bufs = m->bufs;
 	k->nstate = 0;
 	k->state = NULL;
 	snprintf(k->optimizer, sizeof k->optimizer, "%s", o ? o->ops->name : "");
@@ -96,7 +99,7 @@ void ckpt_of(struct ckpt *k, const struct chain *c, int index, const struct mode
 static int encode(const struct ckpt *k, uint8_t **out, size_t *len, char err[NK_ERR_LEN])
 {
 	Nk__Checkpoint pb = NK__CHECKPOINT__INIT;
-	void *t1 = NULL, *t2 = NULL;
+	void *t1 = NULL, *t2 = NULL, *t3 = NULL;
 	pb.version = CKPT_VERSION;
 	pb.chain = (char *)k->chain;
 	pb.chain_hash = k->hash;
@@ -113,11 +116,14 @@ static int encode(const struct ckpt *k, uint8_t **out, size_t *len, char err[NK_
 	pb.params.len = k->nparams * 4;
 	pb.optim_state.data = (uint8_t *)le_floats(k->state, k->nstate, &t2);
 	pb.optim_state.len = k->nstate * 4;
+	pb.buffers.data = (uint8_t *)le_floats(k->bufs, k->nbufs, &t3);
+	pb.buffers.len = k->nbufs * 4;
 	pb.n_rng = 4;
 	pb.rng = (uint64_t *)k->rng.s;
 	size_t size = nk__checkpoint__get_packed_size(&pb);
 	uint8_t *b = malloc(HDR + size);
-	if (b && (!k->nparams || pb.params.data) && (!k->nstate || pb.optim_state.data)) {
+	if (b && (!k->nparams || pb.params.data) && (!k->nstate || pb.optim_state.data) &&
+	    (!k->nbufs || pb.buffers.data)) {
 		memcpy(b, MAGIC, 8);
 		put_le64(b + 8, size);
 		nk__checkpoint__pack(&pb, b + HDR);
@@ -128,6 +134,7 @@ static int encode(const struct ckpt *k, uint8_t **out, size_t *len, char err[NK_
 	}
 	free(t1);
 	free(t2);
+	free(t3);
 	if (!b)
 		return nk_errf(err, NK_ENOMEM, "out of memory for a checkpoint of %zu bytes", size);
 	*out = b;
@@ -286,7 +293,7 @@ static int check(const char *path, const Nk__Checkpoint *pb, const struct chain 
 	if (strcmp(pb->stage, name) != 0)
 		return nk_errf(err, NK_EINVAL, "%s: checkpoint of stage '%s', not of stage '%s'", path,
 			       pb->stage, name);
-	if (pb->params.len % 4 || pb->optim_state.len % 4 || pb->n_rng != 4 ||
+	if (pb->params.len % 4 || pb->optim_state.len % 4 || pb->buffers.len % 4 || pb->n_rng != 4 ||
 	    strlen(pb->chain) >= CHAIN_NAME_LEN || strlen(pb->optimizer) >= 16 ||
 	    pb->in_c == 0 || pb->in_h == 0 || pb->in_w == 0 || pb->in_c > 1u << 20 ||
 	    pb->in_h > 1u << 20 || pb->in_w > 1u << 20)
@@ -299,12 +306,15 @@ static int fill(struct ckpt *k, const Nk__Checkpoint *pb, char err[NK_ERR_LEN])
 {
 	k->nparams = pb->params.len / 4;
 	k->nstate = pb->optim_state.len / 4;
-	if (!(k->own = malloc((k->nparams + k->nstate) * 4 + 4)))
+	k->nbufs = pb->buffers.len / 4;
+	if (!(k->own = malloc((k->nparams + k->nstate + k->nbufs) * 4 + 4)))
 		return nk_errf(err, NK_ENOMEM, "out of memory for a checkpoint");
 	k->params = k->own;
 	k->state = k->params + k->nparams;
+	k->bufs = k->state + k->nstate;
 	floats_from_le(k->params, pb->params.data, k->nparams);
 	floats_from_le(k->state, pb->optim_state.data, k->nstate);
+	floats_from_le(k->bufs, pb->buffers.data, k->nbufs);
 	snprintf(k->chain, sizeof k->chain, "%s", pb->chain);
 	k->hash = pb->chain_hash;
 	snprintf(k->stage, sizeof k->stage, "%s", pb->stage);
@@ -362,11 +372,16 @@ int ckpt_apply(const struct ckpt *k, struct model *m, struct optim *o, char err[
 		return nk_errf(err, NK_ESHAPE, "checkpoint of stage %s: %zu parameters for %dx%dx%d "
 			       "inputs, but the model has %zu for %dx%dx%d", k->stage, k->nparams,
 			       k->in.c, k->in.h, k->in.w, m->nparams, m->in.c, m->in.h, m->in.w);
+	if (k->nbufs != m->nbufs)
+		return nk_errf(err, NK_ESHAPE, "checkpoint of stage %s: %zu buffer values (batchnorm "
+			       "statistics), but the model has %zu", k->stage, k->nbufs, m->nbufs);
 	if (o && (strcmp(k->optimizer, o->ops->name) != 0 || k->nstate != ns))
 		return nk_errf(err, NK_ESHAPE, "checkpoint of stage %s: optimizer %s with %zu state "
 			       "values, but the stage uses %s with %zu", k->stage, k->optimizer,
 			       k->nstate, o->ops->name, ns);
 	memcpy(m->params, k->params, k->nparams * sizeof *m->params);
+	if (m->nbufs)
+		memcpy(m->bufs, k->bufs, m->nbufs * sizeof *m->bufs);
 	if (o) {
 		if (ns)
 			memcpy(st, k->state, ns * sizeof *st);

@@ -31,6 +31,8 @@ struct ckpt {
 	float *params;              /* [nparams] */
 	size_t nstate;
 	float *state;               /* [nstate] optimizer state */
+	size_t nbufs;
+	float *bufs;                /* [nbufs] the model's buffers (batchnorm statistics) */
 	struct nk_rng rng;          /* the optimizer's */
 	void *own;                  /* private: memory of a read checkpoint */
 };
@@ -38,7 +40,7 @@ struct ckpt {
 /* STATEDIR/NAME.ckpt into out[len]; 0, or NK_ERANGE when it does not fit. */
 int ckpt_path(char *out, size_t len, const char *dir, const char *stage);
 /* A checkpoint of stage `index` of chain c as it is now: counters from the caller, parameters,
- * optimizer state and RNG borrowed from m and o (o may be NULL). */
+ * buffers, optimizer state and RNG borrowed from m and o (o may be NULL). */
 void ckpt_of(struct ckpt *k, const struct chain *c, int index, const struct model *m,
 	     struct optim *o);
 
@@ -55,7 +57,7 @@ int ckpt_publish(const char *tmp, const char *path, char err[NK_ERR_LEN]);
 int ckpt_read(struct ckpt **out, const char *path, const struct chain *c, int index,
 	      char err[NK_ERR_LEN]);
 void ckpt_free(struct ckpt *k);
-/* Copy k's parameters into m and (when o is not NULL) its optimizer state and RNG into o, after
+/* Copy k's parameters and buffers into m and (when o is not NULL) its optimizer state and RNG into o, after
  * checking every size; on error nothing is changed (NK_ESHAPE). */
 int ckpt_apply(const struct ckpt *k, struct model *m, struct optim *o, char err[NK_ERR_LEN]);
 

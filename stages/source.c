@@ -117,7 +117,8 @@ static int source_train(struct stage *s, struct src *d, char err[NK_ERR_LEN])
 		rc = trainer_train(s->t, d->x, d->y, n, ++id, rate_of(s) > 0 ? &s->tick : NULL, err);
 		if (rc == 0)
 			stage_trained(s);
-		struct wire_batch wb = {.id = (uint64_t)id, .phase = WIRE_TRAIN, .epoch = epoch, .n = n, .y = d->y};
+		struct wire_batch wb = {.id = (uint64_t)id, .phase = WIRE_TRAIN, .epoch = epoch, .n = n, .y = d->y,
+					.progress = trainer_progress(s->t)};
 		if (rc == 0 && s->has_down)
 			rc = stage_forward(s, &wb, trainer_body(s->t, d->x, n), t, err);
 		if (rc == 0 && test_due(s, d, id, 0))

@@ -315,6 +315,7 @@ static int on_batch(struct stage *s, struct wire_msg *m, char err[NK_ERR_LEN])
 		if (s->o->predict)
 			return 0;
 		stage_note_net(s);
+		s->t->progress = b->progress;
 		if ((rc = trainer_train(s->t, b->x, b->y, b->n, (long)b->id, &s->in->newer, err)))
 			return rc;
 		stage_trained(s);

@@ -39,6 +39,7 @@ int trainer_new(struct trainer **out, const struct chain *c, int index, struct l
 	t->index = index;
 	t->cs = &c->stages[index];
 	t->t0 = t->w_t0 = nk_now();
+	t->progress = -1;
 	char why[NK_ERR_LEN];
 	uint64_t seed = trainer_seed(c->seed, index);
 	int rc = model_new(&t->m, t->cs, in, c->data.classes, c->data.batch, seed, why);
@@ -147,6 +148,9 @@ void trainer_flush(struct trainer *t)
 	lf_num(&l, "acc", (double)t->w_correct / t->w_n, 4);
 	lf_int(&l, "samples_s", (long long)(t->w_n / dt));
 	progress(t, &l);
+	const struct chain_optim *oc = &t->cs->optim;
+	if (oc->kind == OPTIM_SGD && (oc->schedule != SCHED_CONSTANT || oc->warmup > 0))
+		lf_num(&l, "lr", sgd_lr(oc, t->o->progress), 5);
 	if (t->cs->optim.kind == OPTIM_MCMC) {
 		lf_int(&l, "props_s", (long long)(t->w_steps / dt));
 		for (int i = 0; i < t->m->nlayers; i++) {
@@ -185,6 +189,18 @@ void trainer_flush(struct trainer *t)
 	t->w_correct = t->w_n = t->w_steps = t->w_batches = 0;
 }
 
+double trainer_progress(const struct trainer *t)
+{
+	if (t->progress >= 0)
+		return NK_MIN(t->progress, 1.0);
+	double p = 0;
+	if (t->total > 0)
+		p = (double)t->batch / t->total;
+	if (t->deadline > t->t0)
+		p = NK_MAX(p, (nk_now() - t->t0) / (t->deadline - t->t0));
+	return NK_MIN(p, 1.0);
+}
+
 int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, long batch,
 		  const volatile int *newer, char err[NK_ERR_LEN])
 {
@@ -192,6 +208,7 @@ int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, lo
 	t->batch = batch;
 	if (!t->o)
 		return 0;
+	t->o->progress = trainer_progress(t);
 	int rc = optim_train(t->o, x, y, n, newer, &os);
 	if (rc)
 		return nk_errf(err, rc, "stage %s: training failed: %s", t->cs->name, nk_strerror(rc));

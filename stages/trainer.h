@@ -35,6 +35,9 @@ struct trainer {
 	long total;              /* batches the run will train on, when known: train lines then
 				  * show of= and eta_s= (seconds left at the pace so far) */
 	double deadline;         /* or the run's end on the nk_now() clock (0: none), for eta_s= */
+	double progress;         /* fraction of the run done, set by a driver that is told it (a
+				  * stage downstream of the source); < 0: derived from total or
+				  * deadline. SGD's learning-rate schedule follows it. */
 	long first;              /* batch id this run started from (a resumed run's is not 0) */
 	long steps;              /* batches trained on (checkpointed: survives restarts) */
 	struct trainer_net net;
@@ -57,6 +60,8 @@ int trainer_new(struct trainer **out, const struct chain *c, int index, struct l
 		int with_optim, const char *logdir, char err[NK_ERR_LEN]);
 void trainer_free(struct trainer *t);
 
+/* Fraction of the run done: t->progress when set, else from total (batches) or deadline. */
+double trainer_progress(const struct trainer *t);
 /* Train on one batch (anytime: stops once *newer is set), account it in the window and log a
  * phase=train line when the window is a second old. */
 int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, long batch,

@@ -182,6 +182,7 @@ static int encode_batch(const struct wire_batch *b, Nk__Batch *pb, size_t max_fr
 	pb->sent = b->sent;
 	pb->link_ms = b->link_ms;
 	pb->pass_n = (uint32_t)b->pass_n;
+	pb->progress = (float)b->progress;
 	return 0;
 }
 
@@ -350,6 +351,8 @@ static int fill_batch(struct wire_msg *m, const Nk__Batch *b, size_t len, size_t
 	w->sent = b->sent;
 	w->link_ms = b->link_ms;
 	w->pass_n = (int)NK_MIN(b->pass_n, (uint32_t)INT32_MAX);
+	/* A peer's number: NaN and values outside [0, 1] are clamped (NaN to 0). */
+	w->progress = b->progress > 0 ? NK_MIN(b->progress, 1.0f) : 0.0;
 	if (b->tally) {
 		int rc = fill_tally(m, b->tally, err);
 		if (rc)

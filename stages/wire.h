@@ -63,6 +63,7 @@ struct wire_batch {
 	double link_ms;             /* one-way link times summed over the links so far */
 	int pass_n;                 /* predict: samples in the whole pass */
 	const struct wire_tally *tally; /* predict: answers so far, or NULL */
+	double progress;            /* train: fraction of the run done at the source, [0, 1] */
 };
 
 /* One message. Encoders fill the part of its kind; decoded messages own their memory. */

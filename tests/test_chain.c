@@ -466,6 +466,57 @@ Test(chain, other_refusals)
 	EXPECT_ERR("[1]", NK_EINVAL, "(top level)", "expected an object");
 }
 
+Test(chain, local_learning_kinds)
+{
+	struct chain *c = parse_ok(CHAIN(
+		"{'name': 's', 'layers': [" CONV ", {'batchnorm': {'momentum': 0.2}}, 'relu', "
+		"{'avgpool': {'grid': 3}}], 'head': {'pooled': {'grid': 2}}, 'optimizer': {'sgd': "
+		"{'lr': 0.1, 'weight_decay': 5e-4, 'schedule': 'cosine', 'warmup': 0.05, 'final': 0.01}}},"
+		"{'name': 't', 'layers': ['batchnorm'], 'head': 'linear', 'optimizer': {'sgd': "
+		"{'schedule': 'step', 'gamma': 0.5, 'every': 0.25}}}"));
+	const struct chain_stage *s = &c->stages[0];
+	cr_assert_str_eq(s->layers[1].kind, "batchnorm");
+	cr_assert_float_eq(s->layers[1].momentum, 0.2, 1e-12);
+	cr_assert_float_eq(s->layers[1].eps, 1e-5, 1e-12);
+	cr_assert_eq(s->layers[3].grid, 3);
+	/* The pooled head is an avgpool onto the grid, then the classifier. */
+	cr_assert_eq(s->nhead, 2);
+	cr_assert_str_eq(s->head[0].kind, "avgpool");
+	cr_assert_eq(s->head[0].grid, 2);
+	cr_assert_str_eq(s->head[1].kind, "linear");
+	cr_assert_eq(s->head[1].units, 10);
+	cr_assert_eq(s->optim.schedule, SCHED_COSINE);
+	cr_assert_float_eq(s->optim.warmup, 0.05, 1e-12);
+	cr_assert_float_eq(s->optim.final, 0.01, 1e-12);
+	cr_assert_float_eq(s->optim.weight_decay, 5e-4, 1e-12);
+	const struct chain_stage *t = &c->stages[1];
+	cr_assert_float_eq(t->layers[0].momentum, 0.1, 1e-12);
+	cr_assert_eq(t->optim.schedule, SCHED_STEP);
+	cr_assert_float_eq(t->optim.gamma, 0.5, 1e-12);
+	cr_assert_float_eq(t->optim.every, 0.25, 1e-12);
+	cr_assert_float_eq(t->optim.warmup, 0, 0);
+	chain_free(c);
+}
+
+Test(chain, local_learning_refusals)
+{
+	EXPECT_ERR(CHAIN("{'name': 's', 'layers': [" CONV ", 'batchnorm'], 'head': 'linear', "
+			 "'optimizer': {'mcmc': {'layers': [{" PROP "}, {" PROP "}]}}}"),
+		   NK_EINVAL, "stages[0].optimizer.mcmc: ", "batchnorm layer (layers[1])", "use sgd");
+	EXPECT_ERR(CHAIN("{'name': 's', 'layers': [{'avgpool': {'grid': 2, 'size': 3}}], 'head': 'linear', "
+			 SGD "}"), NK_EINVAL, "stages[0].layers[0].avgpool: ", "either 'grid'");
+	EXPECT_ERR(CHAIN("{'name': 's', 'head': {'pooled': {'grid': 0}}, " SGD "}"), NK_EINVAL,
+		   "stages[0].head.pooled.grid: ");
+	EXPECT_ERR(CHAIN("{'name': 's', 'head': {'pooled': {'size': 2}}, " SGD "}"), NK_EINVAL,
+		   "stages[0].head.pooled: ", "unknown key 'size'");
+	EXPECT_ERR(CHAIN("{'name': 's', 'head': 'linear', 'optimizer': {'sgd': {'schedule': 'exp'}}}"),
+		   NK_EINVAL, "stages[0].optimizer.sgd.schedule: ", "\"cosine\"");
+	EXPECT_ERR(CHAIN("{'name': 's', 'head': 'linear', 'optimizer': {'sgd': {'warmup': 1}}}"),
+		   NK_EINVAL, "stages[0].optimizer.sgd.warmup: ", "[0, 1)");
+	EXPECT_ERR(CHAIN("{'name': 's', 'layers': [{'batchnorm': {'momentum': 0}}], 'head': 'linear', "
+			 SGD "}"), NK_EINVAL, "stages[0].layers[0].batchnorm.momentum: ");
+}
+
 Test(chain, stage_index)
 {
 	struct chain *c = parse_ok(CHAIN("{'name': 'a', 'head': 'linear', " SGD "}, "

@@ -1,5 +1,5 @@
-/* Checkpoints: a round trip restores bit-identical parameters and optimizer state and continues
- * the same RNG stream; truncated, corrupt, foreign and mismatched files are refused and nothing is
+/* Checkpoints: a round trip restores bit-identical parameters, batchnorm statistics and optimizer
+ * state and continues the same RNG stream; truncated, corrupt, foreign and mismatched files are refused and nothing is
  * loaded; a crash between writing and renaming leaves the old checkpoint whole. Also the chain
  * file keys behind them (state_dir, checkpoint_every, test_limit). */
 #include <criterion/criterion.h>
@@ -20,7 +20,7 @@ static const char *chain_text(int filters, int seed)
 	static char buf[1024];
 	snprintf(buf, sizeof buf,
 		 "{\"chain\": \"ck\", \"seed\": %d, \"data\": {\"train\": [\"a\", \"b\"], \"batch\": %d},\n"
-		 " \"stages\": [{\"name\": \"s0\", \"layers\": [{\"conv\": {\"filters\": %d, \"kernel\": 3}}, \"relu\"],\n"
+		 " \"stages\": [{\"name\": \"s0\", \"layers\": [{\"conv\": {\"filters\": %d, \"kernel\": 3}}, \"batchnorm\", \"relu\"],\n"
 		 "   \"head\": \"linear\", \"optimizer\": {\"sgd\": {\"lr\": 0.05, \"momentum\": 0.9}}},\n"
 		 "  {\"name\": \"s1\", \"head\": \"linear\",\n"
 		 "   \"optimizer\": {\"mcmc\": {\"layers\": [{\"proposal\": {\"gaussian\": 0.01}}]}}}]}\n",
@@ -120,6 +120,10 @@ Test(ckpt, round_trip_is_bit_identical_and_continues_the_stream)
 	cr_assert_eq(ckpt_apply(k, b.m, b.o, err), 0, "%s", err);
 	ckpt_free(k);
 	cr_assert_eq(memcmp(a.m->params, b.m->params, a.m->nparams * 4), 0, "parameters differ");
+	/* The batchnorm running statistics (mean and variance of 4 channels) come back too. */
+	cr_assert_eq(a.m->nbufs, 8u);
+	cr_assert(a.m->bufs[0] != 0.0f && a.m->bufs[4] != 1.0f, "training moved the statistics");
+	cr_assert_eq(memcmp(a.m->bufs, b.m->bufs, a.m->nbufs * 4), 0, "batchnorm statistics differ");
 	size_t na, nb;
 	float *va = optim_state(a.o, &na), *vb = optim_state(b.o, &nb);
 	cr_assert(na == a.m->nparams && nb == na && memcmp(va, vb, na * 4) == 0, "momentum differs");

@@ -41,6 +41,7 @@ static void fx_new(struct fixture *f, const struct layer_ops *ops, struct chain_
 	f->l.g = nk_floats(f->l.nparams + 1);
 	f->l.y = nk_floats(nout);
 	f->l.dy = nk_floats(nout);
+	f->l.buf = nk_floats(f->l.nbuf + 1);
 	for (size_t i = 0; i < nin; i++) {
 		float v = 0.05f + 0.001f * (float)i / nin + urand(&r, 0, 0.9f);
 		f->x[i] = (rng_u64(&r) & 1) ? v : -v;
@@ -63,6 +64,7 @@ static void fx_free(struct fixture *f)
 	free(f->l.g);
 	free(f->l.y);
 	free(f->l.dy);
+	free(f->l.buf);
 }
 
 /* L = sum(y * dy): its gradient w.r.t. y is dy, so backward must give dL/dw and dL/dx. */
@@ -278,6 +280,165 @@ static void pool_case(const struct layer_ops *ops, int size, int stride, int is_
 	fx_free(&f);
 }
 
+/* A grid pool's windows, cut as PyTorch's adaptive pools cut them: output i of n over length len
+ * covers [floor(i len / n), ceil((i + 1) len / n)). */
+static void grid_case(const struct layer_ops *ops, int H, int W, int g, int is_max)
+{
+	struct fixture f;
+	struct chain_layer spec = {.kind = "pool", .grid = g};
+	fx_new(&f, ops, spec, (struct layer_dims){2, H, W}, 3, 23);
+	cr_assert_eq(f.l.out.h, g);
+	cr_assert_eq(f.l.out.w, g);
+	f.l.ops->forward(&f.l, f.n);
+	for (int q = 0; q < 6; q++)
+		for (int oh = 0; oh < g; oh++)
+			for (int ow = 0; ow < g; ow++) {
+				int r0 = (int)floor((double)oh * H / g), r1 = (int)ceil((double)(oh + 1) * H / g);
+				int c0 = (int)floor((double)ow * W / g), c1 = (int)ceil((double)(ow + 1) * W / g);
+				double m = -INFINITY, s = 0;
+				for (int i = r0; i < r1; i++)
+					for (int j = c0; j < c1; j++) {
+						double v = f.x[q * H * W + i * W + j];
+						m = v > m ? v : m;
+						s += v;
+					}
+				double want = is_max ? m : s / ((r1 - r0) * (c1 - c0));
+				cr_assert_float_eq(f.l.y[(q * g + oh) * g + ow], want, 1e-6, "plane %d (%d, %d)", q, oh, ow);
+			}
+	grad_check(&f);
+	fx_free(&f);
+}
+
+Test(avgpool, grid_matches_adaptive_windows)
+{
+	grid_case(&avgpool_ops, 7, 7, 2, 0);   /* overlapping windows: rows 0-3 and 3-6 */
+	grid_case(&avgpool_ops, 14, 14, 4, 0);
+	grid_case(&avgpool_ops, 8, 6, 3, 0);
+	grid_case(&avgpool_ops, 5, 5, 5, 0);   /* one pixel each: the identity */
+}
+
+Test(maxpool, grid_matches_adaptive_windows) { grid_case(&maxpool_ops, 7, 9, 3, 1); }
+
+Test(avgpool, grid_channel_map_matches_forward)
+{
+	/* The MCMC path maps a channel in the transposed layout [position][ld]. */
+	struct fixture f;
+	struct chain_layer spec = {.kind = "avgpool", .grid = 2};
+	const int n = 5, ld = 8, H = 7;
+	fx_new(&f, &avgpool_ops, spec, (struct layer_dims){1, H, H}, n, 29);
+	f.l.ops->forward(&f.l, n);
+	float in[49 * 8], out[4 * 8];
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < H * H; p++)
+			in[p * ld + i] = f.x[i * H * H + p];
+	avgpool_ops.map_channel(&f.l, in, out, ld, 0, n);
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < 4; p++)
+			cr_assert_float_eq(out[p * ld + i], f.l.y[i * 4 + p], 1e-6);
+	fx_free(&f);
+}
+
+Test(avgpool, refuses_a_grid_finer_than_its_input)
+{
+	struct layer l = {.in = {2, 3, 3}, .max_batch = 1};
+	char err[NK_ERR_LEN] = "";
+	struct chain_layer spec = {.kind = "avgpool", .grid = 4};
+	cr_assert_neq(avgpool_ops.init(&l, &spec, err), 0);
+	cr_assert(strstr(err, "grid 4"), "%s", err);
+	avgpool_ops.free(&l);
+}
+
+/* ---- batch normalisation ---- */
+
+static void bn_fixture(struct fixture *f, int C, int H, int n)
+{
+	struct chain_layer spec = {.kind = "batchnorm", .momentum = 0.1, .eps = 1e-5};
+	fx_new(f, &batchnorm_ops, spec, (struct layer_dims){C, H, H}, n, 31);
+	cr_assert_eq(f->l.nparams, 2u * C);
+	cr_assert_eq(f->l.nbuf, 2u * C);
+	for (int c = 0; c < C; c++) {
+		f->l.w[c] = 0.5f + 0.25f * c;        /* gamma */
+		f->l.w[C + c] = 0.1f * c - 0.2f;     /* beta */
+		f->l.buf[c] = 0.3f;                  /* running mean */
+		f->l.buf[C + c] = 2.0f;              /* running var */
+	}
+	/* Give each channel its own offset and scale, as real features have. */
+	for (int i = 0; i < n; i++)
+		for (int c = 0; c < C; c++)
+			for (int p = 0; p < H * H; p++) {
+				float *x = &f->x[((size_t)i * C + c) * H * H + p];
+				*x = *x * (1.0f + c) + 0.7f * c;
+			}
+}
+
+Test(batchnorm, training_forward_normalises_with_batch_statistics)
+{
+	struct fixture f;
+	const int C = 3, H = 4, n = 5, HW = H * H;
+	bn_fixture(&f, C, H, n);
+	f.l.training = 1;
+	f.l.ops->forward(&f.l, n);
+	for (int c = 0; c < C; c++) {
+		double s = 0, ss = 0, m = (double)n * HW;
+		for (int i = 0; i < n; i++)
+			for (int p = 0; p < HW; p++)
+				s += f.x[(i * C + c) * HW + p];
+		double mean = s / m;
+		for (int i = 0; i < n; i++)
+			for (int p = 0; p < HW; p++)
+				ss += pow(f.x[(i * C + c) * HW + p] - mean, 2);
+		double var = ss / m;
+		for (int i = 0; i < n; i++)
+			for (int p = 0; p < HW; p++) {
+				size_t at = (size_t)(i * C + c) * HW + p;
+				double want = f.l.w[c] * (f.x[at] - mean) / sqrt(var + 1e-5) + f.l.w[C + c];
+				cr_assert_float_eq(f.l.y[at], want, 1e-5, "channel %d sample %d", c, i);
+			}
+		/* Running statistics: 0.9 old + 0.1 batch, the variance unbiased. */
+		cr_assert_float_eq(f.l.buf[c], 0.9 * 0.3 + 0.1 * mean, 1e-5);
+		cr_assert_float_eq(f.l.buf[C + c], 0.9 * 2.0 + 0.1 * ss / (m - 1), 1e-4);
+	}
+	fx_free(&f);
+}
+
+Test(batchnorm, backward_matches_finite_differences)
+{
+	struct fixture f;
+	bn_fixture(&f, 3, 3, 4);
+	f.l.training = 1;
+	grad_check(&f);
+	fx_free(&f);
+}
+
+Test(batchnorm, eval_mode_uses_running_statistics_sample_by_sample)
+{
+	struct fixture f;
+	const int C = 2, H = 3, n = 4, HW = H * H;
+	bn_fixture(&f, C, H, n);
+	f.l.training = 0;
+	f.l.ops->forward(&f.l, n);
+	float keep[18];
+	memcpy(keep, f.l.y, sizeof keep); /* sample 0 */
+	for (int i = 0; i < n; i++)
+		for (int c = 0; c < C; c++)
+			for (int p = 0; p < HW; p++) {
+				size_t at = (size_t)(i * C + c) * HW + p;
+				double want = f.l.w[c] * (f.x[at] - 0.3) / sqrt(2.0 + 1e-5) + f.l.w[C + c];
+				cr_assert_float_eq(f.l.y[at], want, 1e-5);
+			}
+	cr_assert_float_eq(f.l.buf[0], 0.3f, 0, "eval mode must not move the running mean");
+	cr_assert_float_eq(f.l.buf[C], 2.0f, 0, "eval mode must not move the running variance");
+	/* Another batch around sample 0 does not change sample 0's output (training mode would). */
+	for (size_t i = (size_t)C * HW; i < (size_t)n * C * HW; i++)
+		f.x[i] = 10.0f * f.x[i] + 3.0f;
+	f.l.ops->forward(&f.l, n);
+	cr_assert_arr_eq(f.l.y, keep, sizeof keep);
+	f.l.training = 1;
+	f.l.ops->forward(&f.l, n);
+	cr_assert(memcmp(f.l.y, keep, sizeof keep) != 0, "training mode ignores the batch");
+	fx_free(&f);
+}
+
 Test(maxpool, matches_naive) { pool_case(&maxpool_ops, 2, 2, 1); }
 Test(maxpool, overlapping_windows) { pool_case(&maxpool_ops, 3, 2, 1); }
 Test(avgpool, matches_naive) { pool_case(&avgpool_ops, 2, 2, 0); }
@@ -313,8 +474,8 @@ Test(flatten, copies_in_order)
 
 Test(layer, table_finds_every_kind)
 {
-	const char *kinds[] = {"conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten"};
-	for (int i = 0; i < 7; i++) {
+	const char *kinds[] = {"conv", "linear", "relu", "maxpool", "avgpool", "gap", "flatten", "batchnorm"};
+	for (int i = 0; i < 8; i++) {
 		const struct layer_ops *ops = layer_find(kinds[i]);
 		cr_assert(ops, "%s", kinds[i]);
 		cr_assert_str_eq(ops->kind, kinds[i]);

@@ -114,3 +114,57 @@ Test(sgd, refuses_binary_layers)
 	cr_assert(strstr(err, "binary layer head"), "%s", err);
 	model_free(m);
 }
+
+Test(sgd, learning_rate_schedules)
+{
+	struct chain_optim c = {.kind = OPTIM_SGD, .lr = 0.2, .gamma = 0.1, .every = 0.5};
+	cr_assert_float_eq(sgd_lr(&c, 0.0), 0.2, 1e-12, "constant");
+	cr_assert_float_eq(sgd_lr(&c, 0.7), 0.2, 1e-12, "constant");
+	c.schedule = SCHED_COSINE;
+	cr_assert_float_eq(sgd_lr(&c, 0.0), 0.2, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 0.5), 0.1, 1e-12, "half way: half the rate");
+	cr_assert_float_eq(sgd_lr(&c, 0.25), 0.1 * (1 + cos(M_PI / 4)), 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 1.0), 0.0, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 3.0), 0.0, 1e-12, "past the end: clamped");
+	c.final = 0.05;
+	cr_assert_float_eq(sgd_lr(&c, 1.0), 0.01, 1e-12, "final: a floor of final * lr");
+	/* Warm-up: linear from lr / 1000 to lr, then cosine over the rest of the run. */
+	c.final = 0;
+	c.warmup = 0.1;
+	cr_assert_float_eq(sgd_lr(&c, 0.0), 0.2 * 1e-3 / 0.101, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 0.05), 0.2 * 0.051 / 0.101, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 0.1), 0.2, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 0.55), 0.1, 1e-12, "the cosine's middle, after the warm-up");
+	c.warmup = 0;
+	c.schedule = SCHED_STEP;
+	c.every = 0.3;
+	cr_assert_float_eq(sgd_lr(&c, 0.29), 0.2, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 0.3), 0.02, 1e-12);
+	cr_assert_float_eq(sgd_lr(&c, 0.61), 0.002, 1e-12);
+}
+
+/* The step uses the rate of the run's progress: at the end of a cosine run a step moves nothing. */
+Test(sgd, step_follows_the_progress)
+{
+	struct model *m = NULL;
+	struct optim *o = NULL;
+	char err[NK_ERR_LEN] = "";
+	struct chain_layer head[] = {{.kind = "linear", .units = 3}};
+	struct chain_stage st = {.name = "s", .head = head, .nhead = 1,
+				 .optim = {.kind = OPTIM_SGD, .lr = 0.5, .schedule = SCHED_COSINE}};
+	cr_assert_eq(model_new(&m, &st, (struct layer_dims){4, 1, 1}, 3, 2, 1, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &st.optim, 2, err), 0, "%s", err);
+	float x[8] = {1, 2, 3, 4, -1, 0.5f, 2, -3}, *keep = malloc(m->nparams * sizeof *keep);
+	int32_t y[2] = {0, 2};
+	struct optim_stats os;
+	memcpy(keep, m->params, m->nparams * sizeof *keep);
+	o->progress = 1.0;
+	cr_assert_eq(optim_train(o, x, y, 2, NULL, &os), 0);
+	cr_assert_arr_eq(m->params, keep, m->nparams * sizeof *keep, "lr 0 at the end of the run");
+	o->progress = 0.5;
+	cr_assert_eq(optim_train(o, x, y, 2, NULL, &os), 0);
+	cr_assert(memcmp(m->params, keep, m->nparams * sizeof *keep) != 0, "half way the step moves");
+	free(keep);
+	optim_free(o);
+	model_free(m);
+}
