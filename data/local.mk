@@ -24,5 +24,6 @@ tests_test_csv_LDADD = $(TEST_LIBS)
 tests_test_formats_SOURCES = tests/test_formats.c
 tests_test_formats_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/ds_test.h
-nobase_dist_pkgdata_DATA += data/chains/fmnist-5.json data/chains/fmnist-5-sgd.json
+nobase_dist_pkgdata_DATA += data/chains/fmnist-5.json data/chains/fmnist-5-sgd.json \
+	data/chains/research-5.json
 nobase_dist_pkgdata_DATA += data/chains/cifar-5.json data/chains/images-2.json

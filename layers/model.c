@@ -145,6 +145,11 @@ void model_forward_from(struct model *m, int from, int n)
 {
 	for (int i = from; i < m->nlayers; i++)
 		m->layers[i].ops->forward(&m->layers[i], n);
+	if (m->offset) {
+		float *z = m->layers[m->nlayers - 1].y;
+		for (size_t j = 0; j < (size_t)n * m->classes; j++)
+			z[j] += m->offset[j];
+	}
 }
 
 void model_forward(struct model *m, const float *x, int n)

@@ -18,6 +18,9 @@ struct model {
 	size_t nbufs;
 	float *bufs;            /* [nbufs] state kept but not trained (batchnorm statistics) */
 	float *arena;           /* every layer's y and dy */
+	/* [n][classes] added to the head's output by every forward that reaches it, or NULL: the
+	 * upstream stage's logits when this stage boosts (its head learns a correction to them). */
+	const float *offset;
 };
 
 /* Build the stage's model for inputs of shape in; weights drawn from seed. */

@@ -313,9 +313,10 @@ static int fill_channels(struct mcmc *mc, struct model *m)
 	return 0;
 }
 
-/* lt [O][ld] = scale (W xT + b) for the batch: the head's logits from its transposed input, as
- * one GEMM whose inner loops run along the samples. */
-static void head_logits(struct mcmc *mc, const struct layer *h)
+/* lt [O][ld] = scale (W xT + b) + offset for the batch: the head's logits from its transposed
+ * input, as one GEMM whose inner loops run along the samples, plus the upstream logits of a stage
+ * that boosts. Every move updates lt by its change, so the offset stays in. */
+static void head_logits(struct mcmc *mc, const struct layer *h, const float *offset)
 {
 	const int n = mc->n, ld = mc->ld, O = mc->O, I = mc->I;
 	const float *b = h->w + (size_t)O * I;
@@ -331,6 +332,9 @@ static void head_logits(struct mcmc *mc, const struct layer *h)
 		for (int o = 0; o < O && h->scale != 1.0f; o++)
 			for (int i = lo; i < hi; i++)
 				mc->lt[(size_t)o * ld + i] *= h->scale;
+		for (int i = lo; offset && i < hi; i++)
+			for (int o = 0; o < O; o++)
+				mc->lt[(size_t)o * ld + i] += offset[(size_t)i * O + o];
 	}
 }
 
@@ -463,7 +467,7 @@ static int mcmc_train(struct optim *o, const float *x, const int32_t *y, int n, 
 		model_forward_to(m, x, mc->head, n);
 		transpose(m->layers[mc->head].x, n, mc->I, mc->xT, mc->pb, mc->ld);
 	}
-	head_logits(mc, &m->layers[mc->head]);
+	head_logits(mc, &m->layers[mc->head], m->offset);
 	loss_range(mc->lt, mc->ld, mc->O, y, 0, n, mc->part);
 	mc->loss = loss_mean(mc);
 	st->loss = mc->loss;

@@ -13,12 +13,13 @@ static const struct field top_fields[] = {
 	SKIP_F("chain", REQ), {"seed", F_U64, OPT, 0, 0, 0, 0, 1, offsetof(struct chain, seed)},
 	SKIP_F("data", REQ), SKIP_F("stages", REQ),
 	SKIP_F("state_dir", OPT), INT_F("checkpoint_every", OPT, 0, 200, struct chain, checkpoint_every),
-	INT_F("test_limit", OPT, 0, 0, struct chain, test_limit), END_F,
+	INT_F("test_limit", OPT, 0, 0, struct chain, test_limit),
+	BOOL_F("boost", 0, struct chain, boost), END_F,
 };
 
 static const struct field stage_fields[] = {
 	SKIP_F("name", REQ), SKIP_F("listen", OPT), SKIP_F("layers", OPT), SKIP_F("head", REQ),
-	SKIP_F("optimizer", REQ), SKIP_F("exit", OPT), END_F,
+	SKIP_F("optimizer", REQ), SKIP_F("exit", OPT), SKIP_F("boost", OPT), END_F,
 };
 
 static const struct field exit_fields[] = {
@@ -501,6 +502,14 @@ static int stages_parse(struct pctx *c, json_t *arr, struct chain *ch)
 		ch->nstages++;
 		if (rc)
 			return rc;
+		json_t *b = json_object_get(json_array_get(arr, i), "boost");
+		if (b && !json_is_boolean(b))
+			return chain_bad(c, chain_jp_key(sub, jp, "boost"), "expected true or false, got %s",
+					 chain_type_name(b));
+		if (i == 0 && b && json_is_true(b))
+			return chain_bad(c, chain_jp_key(sub, jp, "boost"), "the first stage has no upstream "
+					 "logits to add to");
+		ch->stages[i].boost = i > 0 && (b ? json_is_true(b) : ch->boost);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(ch->stages[j].name, ch->stages[i].name) == 0)
 				return chain_bad(c, chain_jp_key(sub, jp, "name"),

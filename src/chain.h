@@ -76,6 +76,9 @@ struct chain_stage {
 	struct chain_layer *head;   /* early-exit classifier; "linear" is short for [{"linear": {}}] */
 	int nhead;
 	struct chain_optim optim;
+	int boost;              /* "boost": this stage's head adds its logits to those of the stage
+				 * before it, which travel with the activations (default: the
+				 * chain's "boost"; never on the first stage, which has none) */
 	double exit_threshold;  /* "exit": {"threshold": P}; 0 when absent */
 	double exit_entropy;    /* "exit": {"entropy": H}; 0 when absent */
 };
@@ -130,6 +133,7 @@ struct chain {
 	int checkpoint_every;   /* "checkpoint_every": trained batches between checkpoints (default
 				 * 200; 0: only when the stage stops) */
 	int test_limit;         /* "test_limit": test samples of the passes during training (0: all) */
+	int boost;              /* "boost": every stage after the first boosts (see chain_stage) */
 	struct chain_data data;
 	struct chain_stage *stages;
 	int nstages;

@@ -56,10 +56,12 @@ static int test_pass(struct run *r, float *x, int32_t *y)
 		return NK_ENOMEM;
 	int n;
 	while ((n = batcher_next(b, x, y)) > 0) {
-		const float *in = x;
+		const float *in = x, *logits = NULL;
 		for (int i = 0; i < r->nst; i++) {
+			trainer_upstream(r->st[i], logits);
 			trainer_test_batch(r->st[i], in, y, n);
 			in = model_body_out(r->st[i]->m);
+			logits = model_logits(r->st[i]->m);
 		}
 	}
 	for (int i = 0; i < r->nst; i++) {
@@ -74,14 +76,15 @@ static int test_pass(struct run *r, float *x, int32_t *y)
  * output (computed with the updated parameters) as the next stage's input. */
 static int train_batch(struct run *r, const float *x, const int32_t *y, int n, char err[NK_ERR_LEN])
 {
-	const float *in = x;
+	const float *in = x, *logits = NULL;
 	for (int i = 0; i < r->nst; i++) {
 		r->st[i]->epoch = r->epoch;
+		trainer_upstream(r->st[i], logits);
 		int rc = trainer_train(r->st[i], in, y, n, r->batch_no, NULL, err);
 		if (rc)
 			return rc;
 		if (i + 1 < r->nst)
-			in = trainer_body(r->st[i], in, n);
+			in = trainer_body(r->st[i], in, n, &logits);
 	}
 	return 0;
 }

@@ -34,7 +34,7 @@ EXTRA_DIST += tests/net_test.h
 AM_TESTS_ENVIRONMENT += NK_BUILDDIR='$(abs_top_builddir)'; export NK_BUILDDIR;
 
 if HAVE_CRITERION
-check_PROGRAMS += tests/test_exit tests/test_ckpt tests/test_predict
+check_PROGRAMS += tests/test_exit tests/test_ckpt tests/test_predict tests/test_depth
 endif
 tests_test_exit_SOURCES = tests/test_exit.c
 tests_test_exit_LDADD = $(TEST_LIBS)
@@ -42,4 +42,6 @@ tests_test_ckpt_SOURCES = tests/test_ckpt.c
 tests_test_ckpt_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
 tests_test_predict_SOURCES = tests/test_predict.c
 tests_test_predict_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
+tests_test_depth_SOURCES = tests/test_depth.c
+tests_test_depth_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
 EXTRA_DIST += tests/run_test.h

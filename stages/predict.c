@@ -16,6 +16,7 @@ struct predict {
 	struct wire_tally pend;     /* answers held here: st[nstages] by position, lat_ms[nlat] */
 	int cap_lat;
 	float *xbuf;                /* [max_batch][body dims]: the samples that go on */
+	float *lbuf;                /* [max_batch][classes]: their logits, when the next stage boosts */
 	int32_t *ybuf, *pred;       /* [max_batch] */
 	uint8_t *out;               /* [max_batch]: 1 for the samples answered here */
 	int pass_n;                 /* samples in the pass, as the source announced */
@@ -39,10 +40,11 @@ int predict_new(struct predict **out, struct stage *s, char err[NK_ERR_LEN])
 	p->pend.nst = nst;
 	p->pend.st = calloc((size_t)nst, sizeof *p->pend.st);
 	p->xbuf = nk_floats((size_t)mb * dims_size(model_body_dims(m)) + 1);
+	p->lbuf = nk_floats((size_t)mb * m->classes);
 	p->ybuf = calloc((size_t)mb, sizeof *p->ybuf);
 	p->pred = calloc((size_t)mb, sizeof *p->pred);
 	p->out = calloc((size_t)mb, 1);
-	if (!p->pend.st || !p->xbuf || !p->ybuf || !p->pred || !p->out) {
+	if (!p->pend.st || !p->xbuf || !p->lbuf || !p->ybuf || !p->pred || !p->out) {
 		predict_free(p);
 		return nk_errf(err, NK_ENOMEM, "out of memory");
 	}
@@ -59,6 +61,7 @@ void predict_free(struct predict *p)
 	free(p->pend.st);
 	free(p->pend.lat_ms);
 	free(p->xbuf);
+	free(p->lbuf);
 	free(p->ybuf);
 	free(p->pred);
 	free(p->out);
@@ -116,14 +119,16 @@ static void clear(struct predict *p)
 }
 
 /* Decide which of the n samples in the model are answered here (out[i] = 1, all of them when
- * `all`), count them, and pack the others' body outputs and labels; returns how many go on. */
+ * `all`), count them, and pack the others' body outputs, labels and (for a next stage that
+ * boosts) logits; returns how many go on. */
 static int decide(struct stage *s, const int32_t *y, int n, int all, int degraded)
 {
 	struct predict *p = s->pr;
 	struct model *m = s->t->m;
 	struct wire_stage_tally *me = &p->pend.st[s->index];
 	memset(p->out, 0, (size_t)n);
-	if (all || exit_rule_active(&p->rule)) {
+	const int send_logits = !all && trainer_sends_logits(s->t);
+	if (all || exit_rule_active(&p->rule) || send_logits) {
 		model_forward_from(m, m->nbody, n);
 		me->evaluated += (uint64_t)n;
 		const float *lg = model_logits(m);
@@ -146,6 +151,9 @@ static int decide(struct stage *s, const int32_t *y, int n, int all, int degrade
 			me->correct += (uint64_t)right;
 		} else {
 			memcpy(p->xbuf + (size_t)r * d, body + (size_t)i * d, d * sizeof *body);
+			if (send_logits)
+				memcpy(p->lbuf + (size_t)r * m->classes, model_logits(m) + (size_t)i * m->classes,
+				       sizeof(float) * m->classes);
 			p->ybuf[r++] = y[i];
 		}
 	}
@@ -167,6 +175,7 @@ int predict_batch(struct stage *s, const struct wire_batch *b, double arrived, d
 	int ready = !p->last && stage_down_ready(s, ORDERED_BACKLOG), r = 0;
 	if (b->n > 0) {
 		p->held = 1;
+		trainer_upstream(s->t, b->logits);
 		model_forward_body(s->t->m, b->x, b->n);
 		me->arrived += (uint64_t)b->n;
 		r = decide(s, b->y, b->n, !ready, !ready && !p->last);
@@ -177,7 +186,7 @@ int predict_batch(struct stage *s, const struct wire_batch *b, double arrived, d
 		struct wire_batch o = {.id = b->id, .phase = WIRE_PREDICT, .epoch = b->epoch, .last = b->last,
 				       .n = r, .y = r ? p->ybuf : NULL, .chain_ms = b->chain_ms,
 				       .link_ms = link_ms, .pass_n = p->pass_n, .tally = &p->pend};
-		int rc = stage_forward(s, &o, p->xbuf, arrived, err);
+		int rc = stage_forward(s, &o, p->xbuf, r && trainer_sends_logits(s->t) ? p->lbuf : NULL, arrived, err);
 		if (rc == 0)
 			clear(p);
 		return rc;

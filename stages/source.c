@@ -54,7 +54,7 @@ static int source_test(struct stage *s, struct src *d, int limit, char err[NK_ER
 		struct wire_batch wb = {.id = (uint64_t)k, .phase = WIRE_TEST, .epoch = s->t->epoch,
 					.last = k == nb, .n = n, .y = d->y};
 		if (s->has_down && stage_down_ready(s, ORDERED_BACKLOG))
-			rc = stage_forward(s, &wb, model_body_out(s->t->m), t, err);
+			rc = stage_forward(s, &wb, model_body_out(s->t->m), stage_logits(s), t, err);
 		else if (s->has_down)
 			s->unsent++;
 	}
@@ -119,8 +119,10 @@ static int source_train(struct stage *s, struct src *d, char err[NK_ERR_LEN])
 			stage_trained(s);
 		struct wire_batch wb = {.id = (uint64_t)id, .phase = WIRE_TRAIN, .epoch = epoch, .n = n, .y = d->y,
 					.progress = trainer_progress(s->t)};
-		if (rc == 0 && s->has_down)
-			rc = stage_forward(s, &wb, trainer_body(s->t, d->x, n), t, err);
+		if (rc == 0 && s->has_down) {
+			const float *lg, *out = trainer_body(s->t, d->x, n, &lg);
+			rc = stage_forward(s, &wb, out, lg, t, err);
+		}
 		if (rc == 0 && test_due(s, d, id, 0))
 			rc = source_test(s, d, s->c->test_limit, err);
 	}

@@ -2,6 +2,7 @@
  * (main thread) over the links (event thread). */
 #include "stages/stage_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -232,10 +233,12 @@ int stage_down_ready(struct stage *s, int max)
 	return down_wait(s, max, 0);
 }
 
-int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, double arrived,
+int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, const float *logits, double arrived,
 		  char err[NK_ERR_LEN])
 {
 	struct wire_msg m = {.kind = WIRE_BATCH, .batch = *b};
+	m.batch.logits = logits;
+	m.batch.nlogits = logits ? s->t->m->classes : 0;
 	struct layer_dims d = model_body_dims(s->t->m);
 	m.batch.c = d.c;
 	m.batch.h = d.h;
@@ -245,6 +248,11 @@ int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, d
 	m.batch.chain_ms = b->chain_ms + (m.batch.sent - arrived) * 1e3;
 	s->t->net.chain_ms = m.batch.chain_ms;
 	return net_send(s->net, &m, err);
+}
+
+const float *stage_logits(const struct stage *s)
+{
+	return trainer_sends_logits(s->t) ? model_logits(s->t->m) : NULL;
 }
 
 void stage_send_stop(struct stage *s, const char *reason)
@@ -271,12 +279,16 @@ static int batch_fits(struct stage *s, const struct wire_batch *b)
 	int labels_ok = b->y != NULL;
 	for (int i = 0; labels_ok && i < b->n; i++)
 		labels_ok = b->y[i] >= 0 && b->y[i] < md->classes; /* a label indexes the logits */
+	int logits_ok = !b->logits || b->nlogits == md->classes;
+	for (size_t i = 0; logits_ok && b->logits && i < (size_t)b->n * b->nlogits; i++)
+		logits_ok = isfinite(b->logits[i]);
 	if (empty_ok || (b->c == md->in.c && b->h == md->in.h && b->w == md->in.w && b->n > 0 &&
-			 b->n <= md->max_batch && labels_ok))
+			 b->n <= md->max_batch && labels_ok && logits_ok))
 		return 1;
-	char what[160];
-	snprintf(what, sizeof what, "batch %llu: %dx%dx%dx%d%s, want Nx%dx%dx%d with N <= %d",
+	char what[200];
+	snprintf(what, sizeof what, "batch %llu: %dx%dx%dx%d%s%s, want Nx%dx%dx%d with N <= %d",
 		 (unsigned long long)b->id, b->n, b->c, b->h, b->w, labels_ok ? "" : " without valid labels",
+		 logits_ok ? "" : " with logits that are not finite or not one per class",
 		 md->in.c, md->in.h, md->in.w, md->max_batch);
 	stage_log(s, "stage", "bad_batch", "detail", what);
 	return 0;
@@ -288,9 +300,10 @@ static int on_test(struct stage *s, const struct wire_batch *b, double arrived, 
 	int rc = 0;
 	if (b->id == 1 && s->t->t_n > 0)
 		trainer_test_end(s->t); /* the previous pass lost its end: log what it had */
+	trainer_upstream(s->t, b->logits);
 	trainer_test_batch(s->t, b->x, b->y, b->n);
 	if (s->has_down && stage_down_ready(s, ORDERED_BACKLOG))
-		rc = stage_forward(s, b, model_body_out(s->t->m), arrived, err);
+		rc = stage_forward(s, b, model_body_out(s->t->m), stage_logits(s), arrived, err);
 	else if (s->has_down)
 		s->unsent++;
 	if (b->last)
@@ -316,10 +329,14 @@ static int on_batch(struct stage *s, struct wire_msg *m, char err[NK_ERR_LEN])
 			return 0;
 		stage_note_net(s);
 		s->t->progress = b->progress;
+		trainer_upstream(s->t, b->logits);
 		if ((rc = trainer_train(s->t, b->x, b->y, b->n, (long)b->id, &s->in->newer, err)))
 			return rc;
 		stage_trained(s);
-		return s->has_down ? stage_forward(s, b, trainer_body(s->t, b->x, b->n), m->arrived, err) : 0;
+		if (!s->has_down)
+			return 0;
+		const float *lg, *out = trainer_body(s->t, b->x, b->n, &lg);
+		return stage_forward(s, b, out, lg, m->arrived, err);
 	case WIRE_TEST:
 		return on_test(s, b, m->arrived, err);
 	default: {

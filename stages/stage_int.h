@@ -49,7 +49,10 @@ void stage_note_net(struct stage *s);
  * once it was found unreachable, until it is back). Logs the changes. */
 int stage_down_ready(struct stage *s, int max);
 /* Send the body output x for the batch b (shape from the model, sent/chain_ms stamped). */
-int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, double arrived,
+/* After a full forward: the logits the downstream needs (it boosts), or NULL. */
+const float *stage_logits(const struct stage *s);
+/* logits: [n][classes] for a downstream that boosts, or NULL. */
+int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, const float *logits, double arrived,
 		  char err[NK_ERR_LEN]);
 /* Pass the Stop on (bounded wait). */
 void stage_send_stop(struct stage *s, const char *reason);

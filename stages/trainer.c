@@ -223,9 +223,25 @@ int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, lo
 	return 0;
 }
 
-const float *trainer_body(struct trainer *t, const float *x, int n)
+void trainer_upstream(struct trainer *t, const float *logits)
 {
-	model_forward_body(t->m, x, n);
+	t->m->offset = t->cs->boost ? logits : NULL;
+}
+
+int trainer_sends_logits(const struct trainer *t)
+{
+	return t->index + 1 < t->chain->nstages && t->chain->stages[t->index + 1].boost;
+}
+
+const float *trainer_body(struct trainer *t, const float *x, int n, const float **logits)
+{
+	int full = logits && trainer_sends_logits(t);
+	if (full)
+		model_forward(t->m, x, n);
+	else
+		model_forward_body(t->m, x, n);
+	if (logits)
+		*logits = full ? model_logits(t->m) : NULL;
 	return model_body_out(t->m);
 }
 

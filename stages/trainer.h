@@ -72,8 +72,15 @@ void trainer_log_data(struct trainer *t, const struct chain_data *dc, const stru
 		      const struct ds *test, const struct batcher_cfg *bc);
 /* Log the pending train window now (no-op when empty). */
 void trainer_flush(struct trainer *t);
-/* Forward the body only: what goes downstream. Returns the body output [n][body dims]. */
-const float *trainer_body(struct trainer *t, const float *x, int n);
+/* The upstream stage's logits [n][classes] for the batch about to be trained, tested or
+ * forwarded (NULL: none came). A stage that boosts adds them to its head's output; others ignore
+ * them. */
+void trainer_upstream(struct trainer *t, const float *logits);
+/* Whether the next stage boosts, so that this one sends its logits with its body output. */
+int trainer_sends_logits(const struct trainer *t);
+/* Forward what goes downstream: returns the body output [n][body dims]; when logits is not NULL,
+ * also the logits [n][classes] the next stage needs (NULL when it does not boost). */
+const float *trainer_body(struct trainer *t, const float *x, int n, const float **logits);
 /* Evaluate the head on a test batch (no training); the body output is then available from
  * model_body_out(t->m). */
 void trainer_test_batch(struct trainer *t, const float *x, const int32_t *y, int n);

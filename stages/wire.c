@@ -183,6 +183,10 @@ static int encode_batch(const struct wire_batch *b, Nk__Batch *pb, size_t max_fr
 	pb->link_ms = b->link_ms;
 	pb->pass_n = (uint32_t)b->pass_n;
 	pb->progress = (float)b->progress;
+	if (b->logits && (b->nlogits <= 0 || b->nlogits > WIRE_MAX_LOGITS))
+		return nk_errf(err, NK_EINVAL, "batch with %d logits per sample", b->nlogits);
+	pb->logits.data = (uint8_t *)b->logits;
+	pb->logits.len = b->logits ? (size_t)b->n * b->nlogits * 4 : 0;
 	return 0;
 }
 
@@ -196,6 +200,7 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 	Nk__Stop stop = NK__STOP__INIT;
 	Nk__Tally tally = NK__TALLY__INIT;
 	Nk__StageTally *sts = NULL, **pp = NULL;
+	uint8_t *lswap = NULL; /* the logits, swapped to little-endian on a big-endian host */
 	*frame = NULL;
 	*len = 0;
 	switch (m->kind) {
@@ -211,6 +216,13 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 		int rc = encode_batch(&m->batch, &batch, max_frame, err);
 		if (rc)
 			return rc;
+		if (WIRE_SWAP && batch.logits.len) {
+			if (!(lswap = malloc(batch.logits.len)))
+				return nk_errf(err, NK_ENOMEM, "out of memory");
+			memcpy(lswap, batch.logits.data, batch.logits.len);
+			swap32(lswap, batch.logits.len / 4);
+			batch.logits.data = lswap;
+		}
 		const struct wire_tally *t = m->batch.tally;
 		if (t && t->nst > 0) {
 			sts = calloc((size_t)t->nst, sizeof *sts);
@@ -250,6 +262,7 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 	if (!f) {
 		free(sts);
 		free(pp);
+		free(lswap);
 		if (size > max_frame)
 			return nk_errf(err, NK_ERANGE, "%s frame of %zu bytes exceeds the limit of %zu",
 				       wire_kind_name(m->kind), size, max_frame);
@@ -262,6 +275,7 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 	nk__envelope__pack(&env, f + WIRE_HDR);
 	free(sts);
 	free(pp);
+	free(lswap);
 	if (WIRE_SWAP && m->kind == WIRE_BATCH && batch.data.len) {
 		size_t dlen;
 		long off = locate_data(f + WIRE_HDR, size, size, &dlen);
@@ -282,6 +296,7 @@ void wire_msg_free(struct wire_msg *m)
 	free(m->exits);
 	free(m->xcopy);
 	free(m->tally);
+	free(m->logits);
 	free(m);
 }
 
@@ -363,6 +378,19 @@ static int fill_batch(struct wire_msg *m, const Nk__Batch *b, size_t len, size_t
 			return nk_errf(err, NK_ENOMEM, "out of memory");
 		memcpy(m->labels, b->labels, b->n_labels * sizeof(int32_t));
 		w->y = m->labels;
+	}
+	if (b->logits.len) {
+		size_t k = b->n ? b->logits.len / 4 / b->n : 0;
+		if (k == 0 || k > WIRE_MAX_LOGITS || k * 4 * b->n != b->logits.len)
+			return nk_errf(err, NK_EFORMAT, "batch of %u samples with %zu bytes of logits", b->n,
+				       b->logits.len);
+		if (!(m->logits = malloc(b->logits.len)))
+			return nk_errf(err, NK_ENOMEM, "out of memory");
+		memcpy(m->logits, b->logits.data, b->logits.len);
+		if (WIRE_SWAP)
+			swap32(m->logits, b->logits.len / 4);
+		w->logits = m->logits;
+		w->nlogits = (int)k;
 	}
 	if (b->exits.len) {
 		if (!(m->exits = malloc(b->exits.len)))

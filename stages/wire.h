@@ -48,6 +48,7 @@ struct wire_tally {
 };
 
 #define WIRE_MAX_TALLY 1024         /* stage entries a decoded tally may have */
+#define WIRE_MAX_LOGITS 65536        /* logits per sample a batch may carry */
 
 struct wire_batch {
 	uint64_t id;
@@ -64,6 +65,8 @@ struct wire_batch {
 	int pass_n;                 /* predict: samples in the whole pass */
 	const struct wire_tally *tally; /* predict: answers so far, or NULL */
 	double progress;            /* train: fraction of the run done at the source, [0, 1] */
+	const float *logits;        /* [n][nlogits] the sender's logits (the next stage boosts), or NULL */
+	int nlogits;                /* per sample: the classes */
 };
 
 /* One message. Encoders fill the part of its kind; decoded messages own their memory. */
@@ -77,7 +80,7 @@ struct wire_msg {
 	char reason[128];           /* stop */
 	double arrived;             /* receiver's nk_now() when the frame completed */
 	void *frame;                /* private: owned buffers of a decoded message */
-	void *labels, *exits, *xcopy, *tally;
+	void *labels, *exits, *xcopy, *tally, *logits;
 	struct wire_msg *next;      /* private: queue link (stages/inbox.c) */
 };
 

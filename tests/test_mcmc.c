@@ -32,6 +32,7 @@ struct setup {
 	struct chain_mcmc_layer moves[3];
 	int nmoves;
 	struct layer_dims in;
+	int boost;      /* the head adds upstream logits (model offset) */
 };
 
 #define CONV(f, k, s, p) {.kind = "conv", .filters = f, .kernel = k, .stride = s, .pad = p}
@@ -45,25 +46,32 @@ struct setup {
 static const struct setup setups[] = {
 	{"conv relu linear", {CONV(3, 3, 2, 1), RELU}, 2, {{.kind = "linear"}}, 1,
 	 {MOVE(MOVE_FILTER, 0, STUDENT(1e-3), STUDENT(1e-1), 30), MOVE(MOVE_UNIFORM, 9, STUDENT(1e-3), STUDENT(1e-1), 30)},
-	 2, {2, 9, 9}},
+	 2, {2, 9, 9}, 0},
 	{"conv relu maxpool flatten", {CONV(4, 3, 1, 1), RELU, {.kind = "maxpool", .size = 2}, {.kind = "flatten"}}, 4,
 	 {{.kind = "linear"}}, 1,
-	 {MOVE(MOVE_FILTER_K, 4, GAUSS(1e-2), GAUSS(1.0), 30), MOVE(MOVE_ROW, 0, GAUSS(1e-4), {0}, 30)}, 2, {1, 8, 8}},
+	 {MOVE(MOVE_FILTER_K, 4, GAUSS(1e-2), GAUSS(1.0), 30), MOVE(MOVE_ROW, 0, GAUSS(1e-4), {0}, 30)}, 2, {1, 8, 8}, 0},
 	{"conv relu avgpool, gap head", {CONV(5, 5, 1, 2), RELU, {.kind = "avgpool", .size = 2}}, 3,
 	 {{.kind = "gap"}, {.kind = "linear"}}, 2,
-	 {MOVE(MOVE_FILTER, 0, STUDENT(1e-2), {0}, 30), MOVE(MOVE_UNIFORM, 3, STUDENT(1e-2), {0}, 30)}, 2, {3, 6, 7}},
+	 {MOVE(MOVE_FILTER, 0, STUDENT(1e-2), {0}, 30), MOVE(MOVE_UNIFORM, 3, STUDENT(1e-2), {0}, 30)}, 2, {3, 6, 7}, 0},
 	{"two convs: the first recomputes in full", {CONV(3, 3, 1, 0), RELU, CONV(4, 3, 2, 1), RELU}, 4,
 	 {{.kind = "linear"}}, 1,
 	 {MOVE(MOVE_FILTER, 0, STUDENT(1e-3), {0}, 30), MOVE(MOVE_FILTER_K, 2, STUDENT(1e-2), {0}, 30),
-	  MOVE(MOVE_UNIFORM, 5, STUDENT(1e-3), {0}, 30)}, 3, {2, 9, 9}},
+	  MOVE(MOVE_UNIFORM, 5, STUDENT(1e-3), {0}, 30)}, 3, {2, 9, 9}, 0},
 	{"binary conv and head", {BCONV(4, 3, 2, 0), RELU}, 2, {{.kind = "linear", .binary = 1}}, 1,
-	 {MOVE(MOVE_FILTER_K, 3, FLIP, {0}, 5), MOVE(MOVE_UNIFORM, 4, FLIP, {0}, 5)}, 2, {1, 9, 9}},
+	 {MOVE(MOVE_FILTER_K, 3, FLIP, {0}, 5), MOVE(MOVE_UNIFORM, 4, FLIP, {0}, 5)}, 2, {1, 9, 9}, 0},
+	{"conv relu, pooled head (grid), boosted", {CONV(4, 3, 1, 1), RELU}, 2,
+	 {{.kind = "avgpool", .grid = 3}, {.kind = "linear"}}, 2,
+	 {MOVE(MOVE_FILTER, 0, STUDENT(1e-2), GAUSS(1.0), 30), MOVE(MOVE_UNIFORM, 5, STUDENT(1e-2), {0}, 30)}, 2,
+	 {2, 8, 7}, 1},
+	{"two convs, boosted", {CONV(3, 3, 1, 0), RELU, CONV(4, 3, 2, 1), RELU}, 4, {{.kind = "linear"}}, 1,
+	 {MOVE(MOVE_FILTER, 0, STUDENT(1e-3), {0}, 30), MOVE(MOVE_FILTER, 0, STUDENT(1e-2), {0}, 30),
+	  MOVE(MOVE_ROW, 0, STUDENT(1e-3), {0}, 30)}, 3, {2, 9, 9}, 1},
 };
 
 struct rig {
 	struct model *m;
 	struct optim *o;
-	float *x;
+	float *x, *off;
 	int32_t *y;
 	int n;
 };
@@ -86,6 +94,13 @@ static void rig_new(struct rig *r, const struct setup *s, int n, int iters)
 		r->x[i] = (float)rng_normal(&g);
 	for (int i = 0; i < n; i++)
 		r->y[i] = (int32_t)rng_below(&g, 4);
+	r->off = NULL;
+	if (s->boost) {
+		r->off = malloc(sizeof(float) * n * 4);
+		for (int i = 0; i < n * 4; i++)
+			r->off[i] = (float)(2 * rng_normal(&g));
+		r->m->offset = r->off;
+	}
 }
 
 static void rig_free(struct rig *r)
@@ -94,6 +109,7 @@ static void rig_free(struct rig *r)
 	model_free(r->m);
 	free(r->x);
 	free(r->y);
+	free(r->off);
 }
 
 static double full_loss(struct rig *r)
@@ -188,7 +204,7 @@ Test(mcmc, incremental_equals_full_on_the_seed_model)
 	 * only in its moves' df; the heavier df-1 tail makes the larger jumps). */
 	static const struct setup seed = {"seed model", {CONV(32, 7, 3, 0), RELU}, 2, {{.kind = "linear"}}, 1,
 					  {MOVE(MOVE_FILTER, 0, STUDENT(1e-7), STUDENT(1e-3), 1e5),
-					   MOVE(MOVE_UNIFORM, 363, STUDENT(1e-7), STUDENT(1e-3), 1e5)}, 2, {1, 28, 28}};
+					   MOVE(MOVE_UNIFORM, 363, STUDENT(1e-7), STUDENT(1e-3), 1e5)}, 2, {1, 28, 28}, 0};
 	one_by_one(&seed, 512);
 	many(&seed, 512);
 }
@@ -199,7 +215,7 @@ Test(mcmc, one_thread_or_the_team_gives_the_same_chain)
 	 * thread, on the team, or on whichever is quicker, every accept decision is the same. */
 	static const struct setup seed = {"seed model", {CONV(32, 7, 3, 0), RELU}, 2, {{.kind = "linear"}}, 1,
 					  {MOVE(MOVE_FILTER, 0, STUDENT(1e-7), STUDENT(1e-3), 1e5),
-					   MOVE(MOVE_UNIFORM, 363, STUDENT(1e-7), STUDENT(1e-3), 1e5)}, 2, {1, 28, 28}};
+					   MOVE(MOVE_UNIFORM, 363, STUDENT(1e-7), STUDENT(1e-3), 1e5)}, 2, {1, 28, 28}, 0};
 	struct rig r[3];
 	for (int k = 0; k < 3; k++) {
 		rig_new(&r[k], &seed, 300, 400);
@@ -235,7 +251,7 @@ Test(mcmc, lowers_the_loss_on_a_tiny_problem)
 {
 	/* Labels from a fixed random linear rule on the inputs: learnable by the head alone. */
 	struct setup s = {"linear head", {{.kind = ""}}, 0, {{.kind = "linear"}}, 1,
-			  {MOVE(MOVE_UNIFORM, 4, STUDENT(1e-3), STUDENT(1.0), 2000)}, 1, {8, 1, 1}};
+			  {MOVE(MOVE_UNIFORM, 4, STUDENT(1e-3), STUDENT(1.0), 2000)}, 1, {8, 1, 1}, 0};
 	struct rig r;
 	rig_new(&r, &s, 200, 3000);
 	struct nk_rng g;

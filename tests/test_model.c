@@ -154,3 +154,41 @@ Test(model, empty_body_passes_input_downstream)
 	cr_assert_eq(model_body_dims(m).h, 9);
 	model_free(m);
 }
+
+Test(model, offset_adds_upstream_logits_to_the_head)
+{
+	/* A boosting stage: its logits are its head's plus the upstream's, and its loss is the
+	 * cross-entropy of the sum (so that its head learns a correction to the upstream's). */
+	struct model *m = build(3, 2);
+	const int n = 4, K = m->classes;
+	float *x = nk_floats((size_t)n * dims_size(m->in)), *off = nk_floats((size_t)n * K);
+	float *plain = nk_floats((size_t)n * K);
+	struct nk_rng r;
+	rng_seed(&r, 5);
+	for (int i = 0; i < n * dims_size(m->in); i++)
+		x[i] = (float)rng_normal(&r);
+	for (int i = 0; i < n * K; i++)
+		off[i] = (float)(3 * rng_normal(&r));
+	int32_t y[4] = {1, 0, 2, 2};
+	model_forward(m, x, n);
+	memcpy(plain, model_logits(m), sizeof(float) * n * K);
+	m->offset = off;
+	model_forward(m, x, n);
+	for (int i = 0; i < n * K; i++)
+		cr_assert_float_eq(model_logits(m)[i], plain[i] + off[i], 1e-5);
+	/* The loss is the cross-entropy of the sum. */
+	double want = 0;
+	for (int i = 0; i < n; i++) {
+		double mx = -INFINITY, s = 0;
+		for (int k = 0; k < K; k++)
+			mx = fmax(mx, plain[i * K + k] + off[i * K + k]);
+		for (int k = 0; k < K; k++)
+			s += exp(plain[i * K + k] + off[i * K + k] - mx);
+		want += log(s) + mx - (plain[i * K + y[i]] + off[i * K + y[i]]);
+	}
+	cr_assert_float_eq(model_loss(m, y, n, NULL, 0), want / n, 1e-5);
+	free(x);
+	free(off);
+	free(plain);
+	model_free(m);
+}
