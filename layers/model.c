@@ -116,6 +116,10 @@ int model_new(struct model **out, const struct chain_stage *st, struct layer_dim
 	for (int i = 0; i < m->nlayers; i++)
 		if (m->layers[i].ops->init_params)
 			m->layers[i].ops->init_params(&m->layers[i], &r);
+	/* A boosting stage starts as the identity on its upstream's answer: its classifier's
+	 * weights are 0 (a random one would add noise to logits that are already good). */
+	if (st->boost && !m->layers[m->nlayers - 1].binary)
+		memset(m->layers[m->nlayers - 1].w, 0, sizeof(float) * m->layers[m->nlayers - 1].nparams);
 	*out = m;
 	return 0;
 }

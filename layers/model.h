@@ -23,7 +23,8 @@ struct model {
 	const float *offset;
 };
 
-/* Build the stage's model for inputs of shape in; weights drawn from seed. */
+/* Build the stage's model for inputs of shape in; weights drawn from seed (a boosting stage's
+ * classifier starts at 0). */
 int model_new(struct model **out, const struct chain_stage *st, struct layer_dims in, int classes,
 	      int max_batch, uint64_t seed, char err[NK_ERR_LEN]);
 void model_free(struct model *m);

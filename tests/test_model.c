@@ -192,3 +192,20 @@ Test(model, offset_adds_upstream_logits_to_the_head)
 	free(plain);
 	model_free(m);
 }
+
+Test(model, a_boosting_stage_starts_at_its_upstreams_answer)
+{
+	struct chain_stage st = {.name = "t", .layers = seed_body, .nlayers = 3, .head = seed_head,
+				 .nhead = 1, .boost = 1};
+	struct model *m;
+	char err[NK_ERR_LEN];
+	cr_assert_eq(model_new(&m, &st, (struct layer_dims){2, 9, 9}, 3, 5, 1, err), 0, "%s", err);
+	float x[2 * 81], off[6] = {1, -2, 0.5f, 3, 0, -1};
+	for (int i = 0; i < 162; i++)
+		x[i] = (float)(i % 7) - 3;
+	m->offset = off;
+	model_forward(m, x, 2);
+	cr_assert_arr_eq(model_logits(m), off, sizeof off, "the head adds nothing at first");
+	cr_assert(m->layers[0].w[0] != 0.0f, "the body is initialised as usual");
+	model_free(m);
+}

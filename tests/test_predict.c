@@ -9,10 +9,13 @@
 #define NTRAIN 2000
 #define NTEST 640
 
-/* Train the chain for 4 s (checkpoints at the end); the sink's last test accuracy. */
-static double train_chain(struct run *r)
+/* Train the chain for 4 s (checkpoints at the end); the sink's last test accuracy. top: more
+ * top-level keys of the chain file. */
+static double train_chain_ex(struct run *r, const char *top)
 {
-	setup_run_ex(r, 60, NTRAIN, NTEST, 201, 0.01, "\"checkpoint_every\": 50,");
+	char keys[200];
+	snprintf(keys, sizeof keys, "\"checkpoint_every\": 50, %s", top);
+	setup_run_ex(r, 60, NTRAIN, NTEST, 201, 0.01, keys);
 	for (int i = 2; i >= 0; i--)
 		r->pid[i] = spawn_ex(r, i, 4.0, NULL);
 	for (int i = 0; i < 3; i++)
@@ -26,6 +29,11 @@ static double train_chain(struct run *r)
 		cr_assert_eq(access(path, R_OK), 0, "no checkpoint %s", path);
 	}
 	return acc;
+}
+
+static double train_chain(struct run *r)
+{
+	return train_chain_ex(r, "");
 }
 
 /* Run necklace-run --predict with threshold thr; the report line's file. */
@@ -83,6 +91,23 @@ Test(predict, counts_add_up_and_thresholds_behave, .timeout = 90)
 	cr_assert_lt(rep(out, "cost"), 0.5);
 	cr_assert_eq(rep(out, "full_macs"), full);
 
+	predict(&r, "0.9", out, sizeof out);
+	expect_counts(out);
+	remove_run(&r);
+}
+
+Test(predict, boosted_chain_carries_its_logits_through_every_phase, .timeout = 90)
+{
+	/* Each stage adds its head's logits to its upstream's: the sink's answers in predict mode at
+	 * threshold 1 are then the same sums its test pass scored, and early exits at the middle
+	 * stage use the sums up to there. */
+	struct run r;
+	char out[400];
+	double sink_acc = train_chain_ex(&r, "\"boost\": true,");
+	predict(&r, "1", out, sizeof out);
+	expect_counts(out);
+	cr_assert_float_eq(rep(out, "acc"), sink_acc, 1e-9, "predict acc %g, the sink's test_acc %g",
+			   rep(out, "acc"), sink_acc);
 	predict(&r, "0.9", out, sizeof out);
 	expect_counts(out);
 	remove_run(&r);
