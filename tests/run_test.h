@@ -34,21 +34,40 @@ static void be32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-/* n images of SIDE x SIDE: class k is a bar on row k+1 (k < 5) or column k-4, on noise below
- * `noise` (at most 256: the higher, the harder; above 200 the bar is dimmer too). */
-static inline void write_idx(const char *dir, const char *stem, int n, uint64_t seed, int noise)
+/* IDX files DIR/STEM-images and DIR/STEM-labels of n side x side images: headers written
+ * here, pixels (16 + i * side * side) and labels (8 + i) by fill(img, lab, ctx). */
+static inline void write_idx_with(const char *dir, const char *stem, int n, int side,
+				  void (*fill)(uint8_t *img, uint8_t *lab, void *ctx), void *ctx)
 {
-	size_t isz = 16 + (size_t)n * SIDE * SIDE;
+	size_t isz = 16 + (size_t)n * side * side;
 	uint8_t *img = calloc(isz, 1), *lab = calloc(8 + (size_t)n, 1);
-	struct nk_rng r;
 	char path[512];
-	rng_seed(&r, seed);
 	be32(img, 0x803);
 	be32(img + 4, (uint32_t)n);
-	be32(img + 8, SIDE);
-	be32(img + 12, SIDE);
+	be32(img + 8, (uint32_t)side);
+	be32(img + 12, (uint32_t)side);
 	be32(lab, 0x801);
 	be32(lab + 4, (uint32_t)n);
+	fill(img, lab, ctx);
+	snprintf(path, sizeof path, "%s/%s-images", dir, stem);
+	cr_assert_eq(nk_test_write(path, img, isz), 0);
+	snprintf(path, sizeof path, "%s/%s-labels", dir, stem);
+	cr_assert_eq(nk_test_write(path, lab, 8 + (size_t)n), 0);
+	free(img);
+	free(lab);
+}
+
+struct bars {
+	int n, noise;
+	uint64_t seed;
+};
+
+static inline void fill_bars(uint8_t *img, uint8_t *lab, void *ctx)
+{
+	const struct bars *b = ctx;
+	const int n = b->n, noise = b->noise;
+	struct nk_rng r;
+	rng_seed(&r, b->seed);
 	uint8_t bar = noise > 200 ? 140 : 255;
 	for (int i = 0; i < n; i++) {
 		int k = (int)rng_below(&r, 10);
@@ -63,12 +82,14 @@ static inline void write_idx(const char *dir, const char *stem, int n, uint64_t 
 		}
 		lab[8 + i] = (uint8_t)k;
 	}
-	snprintf(path, sizeof path, "%s/%s-images", dir, stem);
-	cr_assert_eq(nk_test_write(path, img, isz), 0);
-	snprintf(path, sizeof path, "%s/%s-labels", dir, stem);
-	cr_assert_eq(nk_test_write(path, lab, 8 + (size_t)n), 0);
-	free(img);
-	free(lab);
+}
+
+/* n images of SIDE x SIDE: class k is a bar on row k+1 (k < 5) or column k-4, on noise below
+ * `noise` (at most 256: the higher, the harder; above 200 the bar is dimmer too). */
+static inline void write_idx(const char *dir, const char *stem, int n, uint64_t seed, int noise)
+{
+	struct bars b = {n, noise, seed};
+	write_idx_with(dir, stem, n, SIDE, fill_bars, &b);
 }
 
 /* Data and a chain of three SGD stages (conv 8 3x3 + relu, linear head) in a fresh folder; top

@@ -10,20 +10,17 @@
 
 #define DSIDE 16
 
-static void write_pairs(const char *dir, const char *stem, int n, uint64_t seed)
+struct pairs {
+	int n;
+	uint64_t seed;
+};
+
+static void fill_pairs(uint8_t *img, uint8_t *lab, void *ctx)
 {
-	size_t isz = 16 + (size_t)n * DSIDE * DSIDE;
-	uint8_t *img = calloc(isz, 1), *lab = calloc(8 + (size_t)n, 1);
+	const struct pairs *c = ctx;
 	struct nk_rng r;
-	char path[512];
-	rng_seed(&r, seed);
-	be32(img, 0x803);
-	be32(img + 4, (uint32_t)n);
-	be32(img + 8, DSIDE);
-	be32(img + 12, DSIDE);
-	be32(lab, 0x801);
-	be32(lab + 4, (uint32_t)n);
-	for (int i = 0; i < n; i++) {
+	rng_seed(&r, c->seed);
+	for (int i = 0; i < c->n; i++) {
 		uint8_t *p = img + 16 + (size_t)i * DSIDE * DSIDE;
 		for (int j = 0; j < DSIDE * DSIDE; j++)
 			p[j] = (uint8_t)rng_below(&r, 40);
@@ -36,12 +33,12 @@ static void write_pairs(const char *dir, const char *stem, int n, uint64_t seed)
 			}
 		lab[8 + i] = (uint8_t)(o[0] == o[1]);
 	}
-	snprintf(path, sizeof path, "%s/%s-images", dir, stem);
-	cr_assert_eq(nk_test_write(path, img, isz), 0);
-	snprintf(path, sizeof path, "%s/%s-labels", dir, stem);
-	cr_assert_eq(nk_test_write(path, lab, 8 + (size_t)n), 0);
-	free(img);
-	free(lab);
+}
+
+static void write_pairs(const char *dir, const char *stem, int n, uint64_t seed)
+{
+	struct pairs c = {n, seed};
+	write_idx_with(dir, stem, n, DSIDE, fill_pairs, &c);
 }
 
 /* The final test_acc of stages s0 and s1 after necklace-train on the task. */
