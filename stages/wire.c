@@ -230,6 +230,7 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 			if (!sts || !pp) {
 				free(sts);
 				free(pp);
+				free(lswap);
 				return nk_errf(err, NK_ENOMEM, "out of memory");
 			}
 		}

@@ -74,6 +74,41 @@ Test(wire, batch_round_trip_bit_exact)
 	wire_frame_free(f);
 }
 
+Test(wire, progress_and_logits_round_trip)
+{
+	/* What boosting and the schedules need: the source's progress, the sender's logits. */
+	static float x[9 * 60], lg[9 * 10];
+	static int32_t y[9];
+	static uint8_t ex[9];
+	struct wire_msg m = make_batch(9, x, y, ex), *d = NULL;
+	for (int i = 0; i < 90; i++)
+		lg[i] = (float)i * 0.37f - 11.0f;
+	m.batch.phase = WIRE_TRAIN;
+	m.batch.progress = 0.625;
+	m.batch.logits = lg;
+	m.batch.nlogits = 10;
+	size_t len;
+	uint8_t *f = encode(&m, &len);
+	char err[NK_ERR_LEN] = "";
+	cr_assert_eq(wire_decode(f, len, MAXF, &d, err), 0, "%s", err);
+	check_batch(&m, d);
+	cr_assert_float_eq(d->batch.progress, 0.625, 1e-7);
+	cr_assert_eq(d->batch.nlogits, 10);
+	cr_assert_arr_eq(d->batch.logits, lg, sizeof lg);
+	wire_msg_free(d);
+	wire_frame_free(f);
+	/* Without logits: none decoded. A progress out of [0, 1] from a peer is clamped. */
+	m.batch.logits = NULL;
+	m.batch.nlogits = 0;
+	m.batch.progress = 7.5;
+	f = encode(&m, &len);
+	cr_assert_eq(wire_decode(f, len, MAXF, &d, err), 0, "%s", err);
+	cr_assert_null(d->batch.logits);
+	cr_assert_float_eq(d->batch.progress, 1.0, 0);
+	wire_msg_free(d);
+	wire_frame_free(f);
+}
+
 Test(wire, fed_one_byte_at_a_time)
 {
 	static float x[9 * 60];
