@@ -65,6 +65,7 @@ struct net {
 	struct event_base *base;
 	pthread_t thread;
 	int running;
+	struct event *quit_ev;      /* activated by net_free: breaks the loop from inside it */
 	struct evconnlistener *listener;
 	struct link *ups;            /* accepted links; at most one open */
 	struct link *up;             /* the open one */

@@ -107,15 +107,25 @@ static void threads_init(void)
 	evthread_use_pthreads();
 }
 
+/* net_free's stop, run by the loop itself: a loopbreak called before the thread entered
+ * event_base_loop would be lost (the loop clears the flag when it starts), an active event is
+ * not. */
+static void net_quit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct net *n = arg;
+	event_base_loopbreak(n->base);
+}
+
 static int net_events(struct net *n)
 {
+	n->quit_ev = event_new(n->base, -1, 0, net_quit_cb, n);
 	n->wake_ev = event_new(n->base, -1, 0, link_wake_cb, n);
 	n->reap_ev = event_new(n->base, -1, 0, link_reap_cb, n);
 	n->resume_ev = event_new(n->base, -1, 0, link_resume_cb, n);
 	n->ping_ev = event_new(n->base, -1, EV_PERSIST, link_ping_cb, n);
 	n->tick_ev = event_new(n->base, -1, EV_PERSIST, net_tick_cb, n);
 	n->backoff_ev = evtimer_new(n->base, link_backoff_cb, n);
-	return n->wake_ev && n->reap_ev && n->resume_ev && n->ping_ev && n->tick_ev && n->backoff_ev;
+	return n->quit_ev && n->wake_ev && n->reap_ev && n->resume_ev && n->ping_ev && n->tick_ev && n->backoff_ev;
 }
 
 static int net_listen(struct net *n, char err[NK_ERR_LEN])
@@ -224,7 +234,7 @@ void net_free(struct net *n)
 	if (!n)
 		return;
 	if (n->running) {
-		event_base_loopbreak(n->base);
+		event_active(n->quit_ev, EV_READ, 0);
 		pthread_join(n->thread, NULL);
 	}
 	if (n->cfg.inbox && n->cfg.inbox->on_space_arg == n)
@@ -242,7 +252,7 @@ void net_free(struct net *n)
 	link_reap_cb(-1, 0, n);
 	if (n->listener)
 		evconnlistener_free(n->listener);
-	struct event *evs[] = {n->wake_ev, n->reap_ev, n->resume_ev, n->ping_ev, n->tick_ev, n->backoff_ev};
+	struct event *evs[] = {n->quit_ev, n->wake_ev, n->reap_ev, n->resume_ev, n->ping_ev, n->tick_ev, n->backoff_ev};
 	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
 		if (evs[i])
 			event_free(evs[i]);

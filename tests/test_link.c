@@ -251,6 +251,20 @@ Test(link, batches_flow_and_stop_is_handed_over)
 	cleanup(&f);
 }
 
+Test(link, started_and_freed_at_once_never_hangs, .timeout = 60)
+{
+	/* A stage that fails right after start frees its links before the event thread may have
+	 * entered its loop; a stop that loop could miss would hang the join (and the stage). */
+	struct fixture f = {0};
+	make_chain(&f);
+	cr_assert_eq(inbox_new(&f.in, 4), 0);
+	for (int i = 0; i < 300; i++) {
+		struct net *n = start_net(&f, i % 2, i % 2 ? f.in : NULL, NULL);
+		net_free(n);
+	}
+	cleanup(&f);
+}
+
 static struct wire_msg *msg(enum wire_phase ph, uint64_t id)
 {
 	struct wire_msg *m = calloc(1, sizeof *m);
