@@ -244,14 +244,15 @@ static int layers_parse(struct pctx *c, const char *jp, json_t *v, int head,
 
 /* ---- optimizers ---- */
 
-/* The i-th trainable layer of s (body first, then head); where: "layers[0]" or "head[0]". */
-static const struct chain_layer *trainable(const struct chain_stage *s, int i, char *where,
-					   size_t n)
+/* The i-th layer of s (body first, then head) whose kind has flag, or NULL; where: "layers[0]"
+ * or "head[0]". */
+static const struct chain_layer *nth_with(const struct chain_stage *s, int flag, int i, char *where,
+					  size_t n)
 {
 	for (int j = 0; j < s->nlayers + s->nhead; j++) {
 		int body = j < s->nlayers;
 		const struct chain_layer *l = body ? &s->layers[j] : &s->head[j - s->nlayers];
-		if ((kind_find(l->kind)->flags & K_TRAINABLE) && i-- == 0) {
+		if ((kind_find(l->kind)->flags & flag) && i-- == 0) {
 			snprintf(where, n, "%s[%d]", body ? "layers" : "head", body ? j : j - s->nlayers);
 			return l;
 		}
@@ -365,7 +366,7 @@ static int mcmc_parse(struct pctx *c, const char *jp, json_t *o, struct chain_st
 	if (!json_is_array(arr))
 		return chain_bad(c, sub, "expected an array (one entry per conv/linear layer), got %s",
 				 chain_type_name(arr));
-	for (; trainable(s, want, where, sizeof where); want++)
+	for (; nth_with(s, K_TRAINABLE, want, where, sizeof where); want++)
 		body += where[0] == 'l'; /* "layers[i]", not "head[i]" */
 	if (json_array_size(arr) != (size_t)want)
 		return chain_bad(c, sub, "expected %d entries, one per trainable layer (%d in the body, %d in "
@@ -374,7 +375,7 @@ static int mcmc_parse(struct pctx *c, const char *jp, json_t *o, struct chain_st
 		return chain_nomem(c);
 	for (int i = 0; i < want; i++) {
 		char ejp[JP_LEN];
-		const struct chain_layer *l = trainable(s, i, where, sizeof where);
+		const struct chain_layer *l = nth_with(s, K_TRAINABLE, i, where, sizeof where);
 		rc = mcmc_layer_parse(c, chain_jp_idx(ejp, sub, (size_t)i), json_array_get(arr, (size_t)i),
 				      l, where, &s->optim.mcmc[i]);
 		if (rc)
@@ -421,14 +422,11 @@ static int optim_parse(struct pctx *c, const char *jp, json_t *v, struct chain_s
 	}
 	if (strcmp(name, "mcmc") == 0) {
 		s->optim.kind = OPTIM_MCMC;
-		for (int j = 0; j < s->nlayers + s->nhead; j++) {
-			int body = j < s->nlayers;
-			const struct chain_layer *l = body ? &s->layers[j] : &s->head[j - s->nlayers];
-			if (kind_find(l->kind)->flags & K_NO_MCMC)
-				return chain_bad(c, sub, "mcmc cannot train a stage with a %s layer (%s[%d]): "
-						 "its incremental evaluation does not support it; use sgd",
-						 l->kind, body ? "layers" : "head", body ? j : j - s->nlayers);
-		}
+		char where[32];
+		const struct chain_layer *l = nth_with(s, K_NO_MCMC, 0, where, sizeof where);
+		if (l)
+			return chain_bad(c, sub, "mcmc cannot train a stage with a %s layer (%s): its "
+					 "incremental evaluation does not support it; use sgd", l->kind, where);
 		return mcmc_parse(c, sub, o, s);
 	}
 	return chain_bad(c, jp, "unknown optimizer '%s' (known: sgd, mcmc)", name);
