@@ -90,8 +90,12 @@ static void bn_forward(struct layer *l, int n)
 			mean = (float)mu;
 			istd = (float)(1.0 / sqrt(var + b->eps));
 			b->istd[c] = istd;
-			rmean[c] += b->momentum * (mean - rmean[c]);
-			rvar[c] += b->momentum * ((float)(m > 1 ? ss / (m - 1) : var) - rvar[c]);
+			const float nm = rmean[c] + b->momentum * (mean - rmean[c]),
+				    nv = rvar[c] + b->momentum * ((float)(m > 1 ? ss / (m - 1) : var) - rvar[c]);
+			if (isfinite(nm) && isfinite(nv)) { /* an overflow would stay in them for good */
+				rmean[c] = nm;
+				rvar[c] = nv;
+			}
 		} else {
 			mean = rmean[c];
 			istd = 1.0f / sqrtf(rvar[c] + b->eps);

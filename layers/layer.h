@@ -14,6 +14,21 @@ struct layer_dims {
 	int c, h, w; /* one sample */
 };
 
+/* The most values one sample may hold at any layer: sizes and their products with the batch
+ * stay far inside int and size_t arithmetic (model_new checks every layer against it). */
+#define DIMS_MAX_VALUES (1 << 26)
+
+/* Values per sample, in 64 bits: -1 for a negative dimension or more than DIMS_MAX_VALUES. */
+static inline long long dims_values(struct layer_dims d)
+{
+	long long c = d.c, h = d.h, w = d.w;
+	if (c < 0 || h < 0 || w < 0 || c > DIMS_MAX_VALUES || h > DIMS_MAX_VALUES || w > DIMS_MAX_VALUES)
+		return -1;
+	long long v = c * h;
+	return v > DIMS_MAX_VALUES || v * w > DIMS_MAX_VALUES ? -1 : v * w;
+}
+
+/* Values per sample of a shape that passed dims_values (the model's shapes all did). */
 static inline int dims_size(struct layer_dims d)
 {
 	return d.c * d.h * d.w;

@@ -29,8 +29,9 @@ static int model_add(struct model *m, const struct chain_layer *spec, int idx, i
 	int rc = l->ops->init(l, &s, err);
 	if (rc)
 		return rc;
-	if (dims_size(l->out) <= 0)
-		return nk_errf(err, NK_ESHAPE, "%s: empty output", l->name);
+	if (dims_values(l->out) <= 0)
+		return nk_errf(err, NK_ESHAPE, "%s: %s output (%d x %d x %d)", l->name,
+			       dims_values(l->out) < 0 ? "too large an" : "an empty", l->out.c, l->out.h, l->out.w);
 	return 0;
 }
 
@@ -82,7 +83,7 @@ int model_new(struct model **out, const struct chain_stage *st, struct layer_dim
 	      int max_batch, uint64_t seed, char err[NK_ERR_LEN])
 {
 	*out = NULL;
-	if (st->nhead <= 0 || max_batch <= 0 || classes <= 0 || dims_size(in) <= 0)
+	if (st->nhead <= 0 || max_batch <= 0 || max_batch > (1 << 20) || classes <= 0 || dims_values(in) <= 0)
 		return nk_errf(err, NK_EINVAL, "stage %s: needs a head, a batch size and an input shape",
 			       st->name);
 	struct model *m = calloc(1, sizeof *m);

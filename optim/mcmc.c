@@ -472,6 +472,10 @@ static int mcmc_train(struct optim *o, const float *x, const int32_t *y, int n, 
 	mc->loss = loss_mean(mc);
 	st->loss = mc->loss;
 	st->correct = correct(mc);
+	if (!optim_loss_ok(o, mc->loss)) { /* every move would be judged against it: make none */
+		st->skipped = 1;
+		return 0;
+	}
 	int iters = o->cfg.iters > 0 ? o->cfg.iters : 200;
 	for (int it = 0; it < iters && !(it > 0 && newer && *newer); it++) {
 		propose(o, mc);

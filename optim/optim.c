@@ -1,6 +1,7 @@
 /* Optimizer construction through a table of kinds, and the counters they share. */
 #include "optim/optim.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,22 @@ int optim_train(struct optim *o, const float *x, const int32_t *y, int n, const 
 	if (n <= 0 || n > o->m->max_batch)
 		return NK_EINVAL;
 	return o->ops->train(o, x, y, n, newer, st);
+}
+
+int optim_loss_ok(struct optim *o, double loss)
+{
+	if (!isfinite(loss))
+		return 0;
+	/* before 20 batches, the reference is at least a uniform guess's loss: a first batch is judged too */
+	double ref = o->nloss >= 20 ? o->loss_avg : fmax(o->nloss ? o->loss_avg : 0, log(o->m->classes));
+	if (loss > 10 + 100 * ref && o->outliers < OPTIM_OUTLIERS) {
+		o->outliers++;
+		return 0;
+	}
+	o->outliers = 0;
+	o->loss_avg = o->nloss ? 0.95 * o->loss_avg + 0.05 * loss : loss;
+	o->nloss++;
+	return 1;
 }
 
 void optim_reset_counts(struct optim *o)

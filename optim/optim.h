@@ -14,6 +14,8 @@ struct optim_stats {
 	int correct;    /* samples the head got right before this call's updates */
 	int n;          /* samples in the batch */
 	int steps;      /* SGD steps or MCMC proposals made */
+	int skipped;    /* 1: the loss was not finite or an outlier (optim_loss_ok), or the gradient
+			 * not finite: nothing was changed */
 };
 
 struct optim {
@@ -24,6 +26,9 @@ struct optim {
 	long *proposed, *accepted; /* [m->nlayers] MCMC moves per layer, since optim_reset_counts */
 	double progress;        /* fraction of the run done, [0, 1], set by the driver: SGD's
 				 * learning-rate schedule follows it */
+	double loss_avg;        /* running average of the batch losses that were let through */
+	long nloss;             /* ... how many */
+	int outliers;           /* outlying batch losses in a row (optim_loss_ok) */
 	void *priv;
 };
 
@@ -49,6 +54,13 @@ void optim_free(struct optim *o);
 int optim_train(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
 		struct optim_stats *st);
 void optim_reset_counts(struct optim *o);
+/* Whether a batch whose loss (before any change) is loss may change the model: not when it is
+ * not finite, nor when it is an outlier (over 10 + 100 times the running average of the losses
+ * let through; during the first 20 batches at least a uniform guess's loss, log(classes)) unless
+ * OPTIM_OUTLIERS such came in a row (then the data changed, and it is let through). No single
+ * batch of absurd values can wreck a model this way. */
+#define OPTIM_OUTLIERS 3
+int optim_loss_ok(struct optim *o, double loss);
 /* SGD's learning rate at fraction p of the run under cfg's schedule. */
 double sgd_lr(const struct chain_optim *cfg, double p);
 /* The float state a checkpoint must save beside the parameters and o->rng (NULL, *n = 0: none). */

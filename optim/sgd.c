@@ -3,12 +3,14 @@
  * the chain file's schedule over the run. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "layers/gemm.h"
 #include "optim/optim.h"
 
 struct sgd {
-	float *v; /* [nparams] momentum buffer */
+	float *v;    /* [nparams] momentum buffer */
+	float *bufs; /* [nbufs] the model's buffers before a step (put back when it is skipped) */
 };
 
 static int sgd_init(struct optim *o, char err[NK_ERR_LEN])
@@ -18,7 +20,9 @@ static int sgd_init(struct optim *o, char err[NK_ERR_LEN])
 			return nk_errf(err, NK_EUNSUP, "sgd cannot train binary layer %s: use mcmc",
 				       o->m->layers[i].name);
 	struct sgd *s = calloc(1, sizeof *s);
-	if (!s || !(s->v = nk_floats(o->m->nparams))) {
+	if (!s || !(s->v = nk_floats(o->m->nparams)) || !(s->bufs = nk_floats(o->m->nbufs + 1))) {
+		if (s)
+			free(s->v);
 		free(s);
 		return nk_errf(err, NK_ENOMEM, "out of memory");
 	}
@@ -29,8 +33,10 @@ static int sgd_init(struct optim *o, char err[NK_ERR_LEN])
 static void sgd_free(struct optim *o)
 {
 	struct sgd *s = o->priv;
-	if (s)
+	if (s) {
 		free(s->v);
+		free(s->bufs);
+	}
 	free(s);
 }
 
@@ -65,23 +71,43 @@ static void sgd_update(struct optim *o)
 	}
 }
 
+static int grads_finite(const struct model *m)
+{
+	const float *g = m->grads;
+	float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+	for (size_t i = 0; i < m->nparams; i++)
+		sum += g[i] * 0.0f; /* 0 for finite values, NaN for Inf and NaN */
+	return sum == 0.0f;
+}
+
 static int sgd_train(struct optim *o, const float *x, const int32_t *y, int n, const volatile int *newer,
 		     struct optim_stats *st)
 {
+	struct sgd *s = o->priv;
+	struct model *m = o->m;
 	int iters = o->cfg.iters > 0 ? o->cfg.iters : 1;
 	for (int it = 0; it < iters; it++) {
 		if (it > 0 && newer && *newer)
 			break;
 		int correct;
-		model_set_training(o->m, 1);
-		model_forward(o->m, x, n);
-		double loss = model_loss(o->m, y, n, &correct, 1);
+		memcpy(s->bufs, m->bufs, sizeof(float) * m->nbufs); /* the forward moves batch norm's */
+		model_set_training(m, 1);
+		model_forward(m, x, n);
+		double loss = model_loss(m, y, n, &correct, 1);
 		if (it == 0) {
 			st->loss = loss;
 			st->correct = correct;
 		}
-		model_backward(o->m, n);
-		model_set_training(o->m, 0);
+		int ok = it > 0 ? isfinite(loss) : optim_loss_ok(o, loss);
+		if (ok)
+			model_backward(m, n);
+		model_set_training(m, 0);
+		if (!ok || !grads_finite(m)) { /* no step: the model stays as it was */
+			memcpy(m->bufs, s->bufs, sizeof(float) * m->nbufs);
+			st->skipped = it == 0;
+			break;
+		}
 		sgd_update(o);
 		st->steps++;
 	}

@@ -1,6 +1,7 @@
 /* Chain-file parser: JSON text to a validated struct chain, or one message naming the bad spot. */
 #include "src/chain_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ static const struct field top_fields[] = {
 	SKIP_F("data", REQ), SKIP_F("stages", REQ),
 	SKIP_F("state_dir", OPT), INT_F("checkpoint_every", OPT, 0, 200, struct chain, checkpoint_every),
 	INT_F("test_limit", OPT, 0, 0, struct chain, test_limit),
+	NUM_F("checkpoint_s", R_GE0, 30, struct chain, checkpoint_s),
 	BOOL_F("boost", 0, struct chain, boost), END_F,
 };
 
@@ -540,7 +542,12 @@ static int chain_build(struct pctx *c, json_t *root, struct chain *ch)
 	if (!ch->name[0])
 		return chain_bad(c, "chain", "the chain name must not be empty");
 	json_t *sd = json_object_get(root, "state_dir");
-	snprintf(ch->state_dir, sizeof ch->state_dir, "state");
+	/* by default one folder per chain: two chains with the same stage names do not collide */
+	int n = snprintf(ch->state_dir, sizeof ch->state_dir, "state/");
+	for (const char *p = ch->name; *p && n + 1 < (int)sizeof ch->state_dir; p++)
+		ch->state_dir[n++] = (isalnum((unsigned char)*p) || strchr("._-", *p)) && !(p == ch->name && *p == '.')
+					     ? *p : '_';
+	ch->state_dir[n] = '\0';
 	if (sd && (rc = chain_string(c, "state_dir", sd, ch->state_dir, sizeof ch->state_dir)))
 		return rc;
 	if (!ch->state_dir[0])

@@ -114,7 +114,8 @@ struct chain_data {
 	double mean_c[CHAIN_MAX_CHANNELS], std_c[CHAIN_MAX_CHANNELS];
 	int crop;               /* "augment": {"crop": P}: random crop after P pixels of zero padding */
 	int flip;               /* "augment": {"flip": true}: random horizontal flips */
-	int shape[3];           /* "shape": [C, H, W]: images (default 3, 32, 32), csv (0: 1, 1, F) */
+	int shape[3];           /* "shape": [C, H, W]: images (default 3, 32, 32), csv (0: 1, 1, F);
+				 * idx, cifar: the shape the files must have (0: not declared) */
 	int strict;             /* images: refuse undecodable files rather than skip them */
 	int header;             /* csv: the first line names the columns */
 	int label_col;          /* csv: label column, 0-based; -1 = the last (default) */
@@ -129,9 +130,13 @@ struct chain {
 	char path[CHAIN_PATH_LEN];
 	uint64_t seed;
 	uint64_t hash;          /* FNV-1a 64 of the file's bytes */
-	char state_dir[CHAIN_PATH_LEN]; /* "state_dir": where stages keep NAME.ckpt (default "state") */
+	char state_dir[CHAIN_PATH_LEN]; /* "state_dir": where stages keep NAME.ckpt (default
+				 * "state/CHAIN", the chain's name with characters other than
+				 * letters, digits, '.', '_' and '-' made '_') */
 	int checkpoint_every;   /* "checkpoint_every": trained batches between checkpoints (default
 				 * 200; 0: only when the stage stops) */
+	double checkpoint_s;    /* "checkpoint_s": seconds between checkpoints, whichever of the two
+				 * comes first (default 30; 0: by batches only) */
 	int test_limit;         /* "test_limit": test samples of the passes during training (0: all) */
 	int boost;              /* "boost": every stage after the first boosts (see chain_stage) */
 	struct chain_data data;

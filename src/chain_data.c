@@ -25,8 +25,8 @@ struct data_format {
 };
 
 static const struct data_format data_formats[] = {
-	{"idx", FILES_PAIR, 0, "an array of 2 file names (images, labels)"},
-	{"cifar", FILES_LIST, K_LABEL_BYTES | K_LABEL, "a file name or an array of 1 to 16 file names"},
+	{"idx", FILES_PAIR, K_SHAPE, "an array of 2 file names (images, labels)"},
+	{"cifar", FILES_LIST, K_SHAPE | K_LABEL_BYTES | K_LABEL, "a file name or an array of 1 to 16 file names"},
 	{"images", FILES_ONE, K_SHAPE | K_STRICT, "a folder name (one subfolder per class)"},
 	{"csv", FILES_ONE, K_SHAPE | K_HEADER | K_LABEL | K_FEATURES, "a file name"},
 };
@@ -213,7 +213,9 @@ static int norm_parse(struct pctx *c, json_t *v, struct chain_data *d)
 	return 0;
 }
 
-/* "shape": [C, H, W]; images take 1 or 3 channels. */
+/* "shape": [C, H, W]: what images and csv samples are made into; for idx and cifar the shape the
+ * files must have (it lets a stage that cannot read the data set know its input). Images take 1
+ * or 3 channels. */
 static int shape_parse(struct pctx *c, json_t *v, const struct data_format *f, struct chain_data *d)
 {
 	char sub[JP_LEN];

@@ -1,5 +1,5 @@
 # src/: core (errors, rng, logfmt, chain file) and the programs.
-libnecklace_a_SOURCES += src/nk.h src/nk.c src/rng.h src/rng.c src/logfmt.h src/logfmt.c \
+libnecklace_a_SOURCES += src/nk.h src/nk.c src/cores.h src/cores.c src/rng.h src/rng.c src/logfmt.h src/logfmt.c \
 	src/chain.h src/chain_int.h src/chain.c src/chain_opts.c src/chain_data.c
 
 if HAVE_CRITERION

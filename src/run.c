@@ -66,7 +66,7 @@ static void usage(FILE *f)
 		   "and resumes from it when started again.\n"
 		   "  -c, --chain FILE     chain file (JSON)\n"
 		   "      --log-dir DIR    where the stages write their logs (default: logs)\n"
-		   "      --state-dir DIR  checkpoints (default: the chain's state_dir, else state)\n"
+		   "      --state-dir DIR  checkpoints (default: the chain's state_dir, else state/CHAIN)\n"
 		   "      --fresh          do not resume from checkpoints (they are overwritten)\n"
 		   "      --seconds S      train S seconds (default: the chain's data.epochs)\n"
 		   "      --predict        answer the test set with the trained chain (checkpoints)\n"

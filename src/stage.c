@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "src/chain.h"
+#include "src/cores.h"
 #include "stages/ckpt.h"
 #include "stages/stage.h"
 
@@ -19,7 +20,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: necklace-stage -c CHAIN -s NAME [--log-dir DIR] [--state-dir DIR] [--seconds S]\n"
-		   "                      [--fresh] [--predict [--threshold T]] [--quiet]\n"
+		   "                      [--fresh] [--predict [--threshold T]] [--threads N] [--quiet]\n"
 		   "\n"
 		   "Run stage NAME of the chain: listen for its upstream at its \"listen\" address,\n"
 		   "connect to its downstream (reconnecting as needed), train on the batches that\n"
@@ -27,11 +28,13 @@ static void usage(FILE *f)
 		   "data.test_every batches (else at each epoch end) and when it is done it sends the\n"
 		   "test set through the chain (each stage logs its test accuracy), then Stop, and\n"
 		   "every stage exits. Each stage saves STATEDIR/NAME.ckpt every checkpoint_every\n"
-		   "batches and when it stops, and resumes from it when started again.\n"
+		   "batches or checkpoint_s seconds (whichever comes first) and when it stops, and\n"
+		   "resumes from it when started again (it logs phase=ckpt event=resumed, or\n"
+		   "event=fresh with the reason).\n"
 		   "  -c, --chain FILE     chain file (JSON); every stage must use the same file\n"
 		   "  -s, --stage NAME     which stage of the chain this is\n"
 		   "      --log-dir DIR    append logfmt lines to DIR/NAME.log (default: logs)\n"
-		   "      --state-dir DIR  checkpoints (default: the chain's state_dir, else state)\n"
+		   "      --state-dir DIR  checkpoints (default: the chain's state_dir, else state/CHAIN)\n"
 		   "      --fresh          do not resume from a checkpoint (it is overwritten)\n"
 		   "      --seconds S      first stage: train S seconds, then test and stop the chain;\n"
 		   "                       other stages: stop after S seconds at the latest\n"
@@ -45,6 +48,10 @@ static void usage(FILE *f)
 		   "      --rate R         first stage: send R batches a second (default: data.rate)\n"
 		   "      --wait S         how long an unreachable downstream is waited for before a\n"
 		   "                       stage answers itself (predict) or skips test batches (default 3)\n"
+		   "      --threads N      OpenMP threads (default: OMP_NUM_THREADS, else the CPUs this\n"
+		   "                       process may use: its affinity mask and cgroup CPU quota).\n"
+		   "                       Waiting threads sleep (OMP_WAIT_POLICY=passive unless set),\n"
+		   "                       so stages sharing cores do not starve each other\n"
 		   "  -q, --quiet          do not also print the lines on stdout\n"
 		   "  -h, --help           this text\n"
 		   "SIGINT/SIGTERM stop the stage cleanly. Exit status: 0 done, 1 runtime failure,\n"
@@ -72,13 +79,14 @@ int main(int argc, char **argv)
 		{"state-dir", required_argument, 0, 'S'}, {"fresh", no_argument, 0, 'F'},
 		{"predict", no_argument, 0, 'P'}, {"threshold", required_argument, 0, 'T'},
 		{"wait", required_argument, 0, 'w'}, {"rate", required_argument, 0, 'r'},
+		{"threads", required_argument, 0, 'j'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	const char *chain_path = NULL, *name = NULL;
 	struct stage_opts o = {.logdir = "logs", .echo = 1, .stop = &stop_flag, .threshold = -1};
 	char *end;
 	double v;
-	int c;
+	int c, threads = 0;
 	while ((c = getopt_long(argc, argv, "c:s:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': chain_path = optarg; break;
@@ -113,6 +121,11 @@ int main(int argc, char **argv)
 			if (!positive("--rate", optarg, &o.rate))
 				return 2;
 			break;
+		case 'j':
+			if (!positive("--threads", optarg, &v) || v != (int)v || v > 1024)
+				return 2;
+			threads = (int)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -125,6 +138,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "necklace-stage: --threshold is for predict mode (--predict)\n");
 		return 2;
 	}
+	nk_share_cores(argv, threads); /* may run this program again with the settings in force */
 	char err[NK_ERR_LEN] = "";
 	struct chain *ch = NULL;
 	int rc = chain_load(&ch, chain_path, err), idx = -1;
@@ -133,13 +147,17 @@ int main(int argc, char **argv)
 	int in_c = 0, in_h = 0, in_w = 0;
 	char derr[NK_ERR_LEN];
 	/* with the data set here, check every stage's shapes; else only the network part */
-	if (rc == 0 && stage_data_dims(ch, &in_c, &in_h, &in_w, derr) != 0) {
-		if (idx == 0) {
+	int drc = rc ? 0 : stage_data_dims(ch, &in_c, &in_h, &in_w, derr);
+	if (drc) {
+		if (idx == 0 || drc == NK_ESHAPE) {
 			snprintf(err, sizeof err, "%s", derr);
-			rc = NK_ENOENT;
+			rc = drc;
 		}
-		in_c = 0;
+		in_c = 0; /* a later stage may still know its input from its checkpoint */
 	}
+	o.data_c = in_c;
+	o.data_h = in_h;
+	o.data_w = in_w;
 	if (rc == 0)
 		rc = stage_check_chain(ch, in_c, in_h, in_w, err);
 	if (rc == 0 && (rc = stage_read_ckpt(ch, idx, &o, NULL, err)) == NK_ENOENT && !o.predict)

@@ -149,6 +149,14 @@ int inbox_len(struct inbox *b)
 	return n;
 }
 
+int inbox_train_len(struct inbox *b)
+{
+	pthread_mutex_lock(&b->mu);
+	int n = b->ntrain;
+	pthread_mutex_unlock(&b->mu);
+	return n;
+}
+
 long inbox_dropped(struct inbox *b)
 {
 	pthread_mutex_lock(&b->mu);

@@ -35,5 +35,7 @@ int inbox_push(struct inbox *b, struct wire_msg *m);
 struct wire_msg *inbox_take(struct inbox *b, double timeout_s, long *skipped);
 int inbox_len(struct inbox *b);
 long inbox_dropped(struct inbox *b);
+/* Train batches waiting now. */
+int inbox_train_len(struct inbox *b);
 
 #endif

@@ -106,6 +106,9 @@ static void link_close(struct link *l, enum link_why why)
 	}
 	wire_reader_reset(&l->rd);
 	l->paused = 0;
+	l->proven = 0;
+	if (l->hello_ev)
+		evtimer_del(l->hello_ev);
 	int requeue = 0, delivered = 0;
 	pthread_mutex_lock(&n->mu);
 	if (l->down) {
@@ -151,6 +154,8 @@ void link_reap_cb(evutil_socket_t fd, short what, void *arg)
 		struct link *l = n->reap_links;
 		n->reap_links = l->next;
 		wire_reader_reset(&l->rd);
+		if (l->hello_ev)
+			event_free(l->hello_ev);
 		free(l);
 	}
 }
@@ -159,12 +164,23 @@ void link_reap_cb(evutil_socket_t fd, short what, void *arg)
 
 static void link_setup_bev(struct link *l)
 {
-	struct net *n = l->net;
 	bufferevent_setcb(l->bev, link_read_cb, link_write_cb, link_event_cb, l);
 	bufferevent_setwatermark(l->bev, EV_READ, 0, READ_HIGH);
 	bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);
 	bufferevent_set_max_single_write(l->bev, IO_CHUNK); /* the default is 16 KiB a call */
-	wire_reader_init(&l->rd, n->cfg.max_frame);
+	wire_reader_init(&l->rd, WIRE_HELLO_MAX); /* until the peer's Hello passed */
+}
+
+static void hello_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link *l = arg;
+	if (l->state == LINK_HELLO || l->state == LINK_CONNECTING) {
+		char d[64];
+		snprintf(d, sizeof d, "no complete hello within %.1f s", l->net->cfg.hello_s);
+		net_log(l->net, "closed", l, link_why_names[WHY_TIMEOUT], d);
+		l->last_why = WHY_TIMEOUT;
+		link_close(l, WHY_TIMEOUT);
+	}
 }
 
 /* TCP is up: send our Hello and wait for the peer's. */
@@ -176,8 +192,14 @@ static void link_begin_hello(struct link *l)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	l->state = LINK_HELLO;
 	l->lowat = 1;
+	l->born = l->last_rx = nk_now();
 	struct timeval rd = net_tv(n->cfg.hello_s), wr = net_tv(n->cfg.timeout_s);
 	bufferevent_set_timeouts(l->bev, &rd, &wr);
+	/* the read timeout restarts with every byte: a peer dribbling bytes would never reach it */
+	if (!l->hello_ev)
+		l->hello_ev = evtimer_new(n->base, hello_deadline_cb, l);
+	if (l->hello_ev)
+		evtimer_add(l->hello_ev, &rd);
 	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
 	link_send_hello(l);
 }
@@ -210,14 +232,24 @@ void link_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct socka
 {
 	struct net *n = arg;
 	int pending = 0;
+	struct link *oldest = NULL;
 	for (struct link *p = n->ups; p; p = p->next)
-		pending += p->state == LINK_HELLO;
-	struct link *l = pending < MAX_PENDING ? calloc(1, sizeof *l) : NULL;
+		if (p->state == LINK_HELLO) {
+			pending++;
+			if (!oldest || p->born <= oldest->born)
+				oldest = p;
+		}
+	if (pending >= MAX_PENDING && oldest) { /* slots cannot be held: the oldest makes room */
+		net_log(n, "closed", oldest, link_why_names[WHY_BUSY], "oldest unfinished hello dropped for a new connection");
+		oldest->last_why = WHY_BUSY;
+		link_close(oldest, WHY_BUSY);
+	}
+	struct link *l = calloc(1, sizeof *l);
 	struct bufferevent *bev = l ? bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (!bev) {
 		char a[136];
 		addr_name(sa, (socklen_t)salen, a, sizeof a);
-		net_log(n, "closed", NULL, link_why_names[l ? WHY_NOMEM : WHY_BUSY], a);
+		net_log(n, "closed", NULL, link_why_names[WHY_NOMEM], a);
 		free(l);
 		evutil_closesocket(fd);
 		return;
@@ -249,6 +281,15 @@ static enum link_why hello_check(const struct link *l, const struct wire_hello *
 		snprintf(detail, len, "sender '%s', want '%s'", h->sender, l->expect);
 		return WHY_SENDER;
 	}
+	/* A restarted upstream wins over a stale link, not over one that is alive: its frames (at
+	 * least a Ping a second) still arrive, or it is paused because our inbox is full. */
+	const struct link *up = l->net->up;
+	double quiet = nk_now() - (up ? up->last_rx : 0), live_s = 3 * l->net->cfg.ping_s;
+	if (!l->down && up && up != l && up->state == LINK_OPEN && (up->paused || quiet < live_s)) {
+		snprintf(detail, len, "upstream %s is connected and alive (%s %.1f s ago)", up->expect,
+			 up->paused ? "paused, last read" : "last frame", quiet);
+		return WHY_BUSY;
+	}
 	return WHY_NONE;
 }
 
@@ -260,6 +301,10 @@ static void link_open(struct link *l)
 	struct net *n = l->net;
 	struct timeval rd = net_tv(n->cfg.timeout_s), wr = net_tv(n->cfg.timeout_s);
 	bufferevent_set_timeouts(l->bev, &rd, &wr);
+	if (l->hello_ev)
+		evtimer_del(l->hello_ev);
+	l->rd.max_frame = n->cfg.max_frame; /* proven: batch frames from now on */
+	l->proven = 1;
 	l->state = LINK_OPEN;
 	l->attempts = 0;
 	l->last_why = WHY_NONE;
@@ -403,6 +448,7 @@ static int link_read_direct(struct link *l)
 			link_close(l, k == 0 ? WHY_EOF : WHY_ERROR);
 			return -1;
 		}
+		l->last_rx = nk_now();
 		struct wire_msg *m = NULL;
 		int rc = wire_reader_commit(&l->rd, (size_t)k, &m, err);
 		if (rc) {
@@ -423,6 +469,7 @@ void link_read_cb(struct bufferevent *bev, void *arg)
 	struct link *l = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char err[NK_ERR_LEN];
+	l->last_rx = nk_now();
 	while ((l->state == LINK_HELLO || l->state == LINK_OPEN) && !l->paused &&
 	       evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;

@@ -34,6 +34,7 @@ struct net_stats {
 	double up_offset_s;     /* the upstream's clock minus ours (estimated from round trips) */
 	int up_offset_ok;       /* 0 until measured */
 	int backlog;            /* frames in the outbox */
+	int backlog_train;      /* ... of them train frames */
 };
 
 struct net;

@@ -17,7 +17,7 @@
 #define READ_HIGH (1u << 20) /* libevent stops reading while this much input waits */
 #define IO_CHUNK (4u << 20)  /* most bytes per write() call */
 #define DIRECT_MIN (64u << 10) /* frame rest read straight from the socket (see link_read_direct) */
-#define MAX_PENDING 8        /* accepted connections still in their Hello */
+#define MAX_PENDING 64       /* accepted connections still in their Hello (the oldest goes for a new one) */
 
 enum link_state {
 	LINK_IDLE = 0,   /* down link before the first attempt */
@@ -41,7 +41,10 @@ struct link {
 	struct bufferevent *bev;
 	struct wire_reader rd;
 	char addr[136];              /* peer "ip:port" */
-	char expect[CHAIN_NAME_LEN]; /* the peer's stage name */
+	char expect[CHAIN_NAME_LEN]; /* the stage name the peer must prove with its Hello */
+	int proven;                  /* its Hello passed: logs name it expect, else peer=? */
+	struct event *hello_ev;      /* the Hello's absolute deadline (bytes do not extend it) */
+	double born, last_rx;        /* connection start; last bytes read (nk_now) */
 	double rtt_ms;
 	uint64_t nonce;
 	int paused;                  /* reading stopped: the inbox is backed up */

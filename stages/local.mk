@@ -13,6 +13,9 @@ NET_LIBS = libnecklace_net.a $(NK_LIBS) $(LIBEVENT_LIBS) $(PROTOBUF_C_LIBS)
 BUILT_SOURCES = stages/necklace.pb-c.c stages/necklace.pb-c.h
 CLEANFILES += stages/necklace.pb-c.c stages/necklace.pb-c.h
 EXTRA_DIST += stages/necklace.proto
+# BUILT_SOURCES are made first only by make all/check/install: a single target (make
+# necklace-stage, make tests/test_wire) needs the header as a prerequisite of its includers.
+stages/libnecklace_net_a-wire.$(OBJEXT) stages/libnecklace_net_a-ckpt.$(OBJEXT): stages/necklace.pb-c.h
 stages/necklace.pb-c.h: stages/necklace.pb-c.c
 	@test -f $@ || rm -f stages/necklace.pb-c.c
 	@test -f $@ || $(MAKE) $(AM_MAKEFLAGS) stages/necklace.pb-c.c
@@ -34,7 +37,8 @@ EXTRA_DIST += tests/net_test.h
 AM_TESTS_ENVIRONMENT += NK_BUILDDIR='$(abs_top_builddir)'; export NK_BUILDDIR;
 
 if HAVE_CRITERION
-check_PROGRAMS += tests/test_exit tests/test_ckpt tests/test_predict tests/test_depth
+check_PROGRAMS += tests/test_exit tests/test_ckpt tests/test_predict tests/test_depth \
+	tests/test_hostile tests/test_startup
 endif
 tests_test_exit_SOURCES = tests/test_exit.c
 tests_test_exit_LDADD = $(TEST_LIBS)
@@ -44,4 +48,14 @@ tests_test_predict_SOURCES = tests/test_predict.c
 tests_test_predict_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
 tests_test_depth_SOURCES = tests/test_depth.c
 tests_test_depth_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
+tests_test_hostile_SOURCES = tests/test_hostile.c
+tests_test_hostile_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
+tests_test_startup_SOURCES = tests/test_startup.c
+tests_test_startup_LDADD = $(NET_LIBS) $(CRITERION_LIBS)
 EXTRA_DIST += tests/run_test.h
+
+# A hostile peer for replaying the robustness cases against a running chain (not installed).
+noinst_PROGRAMS = tests/necklace-attack
+tests_necklace_attack_SOURCES = tests/attack.c
+tests_necklace_attack_LDADD = $(NET_LIBS)
+EXTRA_DIST += tests/attack.h

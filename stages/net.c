@@ -35,7 +35,9 @@ void net_log(struct net *n, const char *event, const struct link *l, const char 
 	lf_str(&lf, "event", event);
 	if (l) {
 		lf_str(&lf, "link", l->down ? "down" : "up");
-		lf_str(&lf, "peer", l->expect[0] ? l->expect : "?");
+		lf_str(&lf, "peer", l->proven ? l->expect : "?");
+		if (!l->proven && l->expect[0])
+			lf_str(&lf, "want", l->expect);
 		lf_str(&lf, "addr", l->addr[0] ? l->addr : "?");
 	}
 	if (reason)
@@ -241,6 +243,8 @@ void net_free(struct net *n)
 		n->cfg.inbox->on_space = NULL;
 	if (n->down.bev)
 		bufferevent_free(n->down.bev);
+	if (n->down.hello_ev)
+		event_free(n->down.hello_ev);
 	wire_reader_reset(&n->down.rd);
 	while (n->ups) {
 		struct link *l = n->ups;
@@ -387,6 +391,7 @@ void net_get_stats(struct net *n, struct net_stats *s)
 	s->up_offset_s = n->up_offset;
 	s->up_offset_ok = n->up_offset_ok;
 	s->backlog = n->oq_len;
+	s->backlog_train = n->oq_train;
 	pthread_mutex_unlock(&n->mu);
 }
 

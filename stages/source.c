@@ -115,8 +115,10 @@ static int source_train(struct stage *s, struct src *d, char err[NK_ERR_LEN])
 		s->t->epoch = epoch;
 		stage_note_net(s);
 		rc = trainer_train(s->t, d->x, d->y, n, ++id, rate_of(s) > 0 ? &s->tick : NULL, err);
-		if (rc == 0)
+		if (rc == 0) {
+			s->taken++;
 			stage_trained(s);
+		}
 		struct wire_batch wb = {.id = (uint64_t)id, .phase = WIRE_TRAIN, .epoch = epoch, .n = n, .y = d->y,
 					.progress = trainer_progress(s->t)};
 		if (rc == 0 && s->has_down) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "data/ds.h"
+#include "layers/gemm.h"
 #include "src/logfmt.h"
 
 void stage_log(struct stage *s, const char *phase, const char *event, const char *k, const char *v)
@@ -43,14 +44,42 @@ static void nap(double sec)
 
 int stage_data_dims(const struct chain *c, int *in_c, int *in_h, int *in_w, char err[NK_ERR_LEN])
 {
+	const int *sh = c->data.shape;
 	struct ds *ds = NULL;
-	int rc = ds_load(&ds, &c->data, c->data.has_test, err);
-	if (rc)
+	char derr[NK_ERR_LEN];
+	int rc = ds_load(&ds, &c->data, c->data.has_test, derr);
+	if (rc && sh[0] > 0) { /* not readable here: the declared shape says it */
+		*in_c = sh[0];
+		*in_h = sh[1];
+		*in_w = sh[2];
+		return 0;
+	}
+	if (rc) {
+		nk_errf(err, rc, "%s", derr);
 		return rc;
+	}
 	*in_c = ds->c;
 	*in_h = ds->h;
 	*in_w = ds->w;
 	ds_free(ds);
+	if (sh[0] > 0 && (sh[0] != *in_c || sh[1] != *in_h || sh[2] != *in_w))
+		return nk_errf(err, NK_ESHAPE, "%s: data.shape: [%d, %d, %d] declared, but the data set's "
+			       "samples are %d x %d x %d", c->path, sh[0], sh[1], sh[2], *in_c, *in_h, *in_w);
+	return 0;
+}
+
+int stage_input_dims(const struct chain *c, int upto, struct layer_dims in, struct layer_dims *out,
+		      char err[NK_ERR_LEN])
+{
+	for (int i = 0; i < upto; i++) {
+		struct trainer *t;
+		int rc = trainer_new(&t, c, i, in, 1, NULL, err);
+		if (rc)
+			return rc;
+		in = model_body_dims(t->m);
+		trainer_free(t);
+	}
+	*out = in;
 	return 0;
 }
 
@@ -70,18 +99,8 @@ int stage_check_chain(const struct chain *c, int in_c, int in_h, int in_w, char 
 				return nk_errf(err, NK_EINVAL, "%s: stages[%d].listen: '%s' is also "
 					       "stages[%d].listen", c->path, i, a, j);
 	}
-	if (in_c <= 0)
-		return 0;
-	struct layer_dims in = {in_c, in_h, in_w};
-	for (int i = 0; i < c->nstages; i++) {
-		struct trainer *t;
-		int rc = trainer_new(&t, c, i, in, 1, NULL, err);
-		if (rc)
-			return rc;
-		in = model_body_dims(t->m);
-		trainer_free(t);
-	}
-	return 0;
+	struct layer_dims out;
+	return in_c <= 0 ? 0 : stage_input_dims(c, c->nstages, (struct layer_dims){in_c, in_h, in_w}, &out, err);
 }
 
 int stage_read_ckpt(const struct chain *c, int index, const struct stage_opts *o, struct ckpt **out,
@@ -156,6 +175,7 @@ void stage_checkpoint(struct stage *s)
 	k.batch = s->t->batch;
 	k.epoch = s->t->epoch;
 	k.epoch_batch = s->epoch_batch;
+	s->ckpt_at = nk_now(); /* a failing disk is retried at the next interval, not every batch */
 	if (ckpt_save(s->state_dir, &k, err)) {
 		stage_log(s, "ckpt", "failed", "error", err);
 		return;
@@ -176,7 +196,8 @@ void stage_checkpoint(struct stage *s)
 void stage_trained(struct stage *s)
 {
 	int every = s->c->checkpoint_every;
-	if (every > 0 && s->t->steps % every == 0)
+	double secs = s->c->checkpoint_s;
+	if ((every > 0 && s->t->steps % every == 0) || (secs > 0 && nk_now() - s->ckpt_at >= secs))
 		stage_checkpoint(s);
 }
 
@@ -191,6 +212,7 @@ void stage_note_net(struct stage *s)
 	s->t->net.dropped = s->dropped + (s->in ? inbox_dropped(s->in) : 0);
 	s->t->net.rtt_ms = s->has_down ? ns.down_rtt_ms : ns.up_rtt_ms;
 	s->t->net.unsent = ns.unsent + s->unsent;
+	s->t->net.refused = s->refused;
 }
 
 /* stage_down_ready; again: wait for a closed downstream even when it was found unreachable. */
@@ -247,7 +269,9 @@ int stage_forward(struct stage *s, const struct wire_batch *b, const float *x, c
 	m.batch.sent = nk_now();
 	m.batch.chain_ms = b->chain_ms + (m.batch.sent - arrived) * 1e3;
 	s->t->net.chain_ms = m.batch.chain_ms;
-	return net_send(s->net, &m, err);
+	int rc = net_send(s->net, &m, err);
+	s->sent += rc == 0 && b->phase == WIRE_TRAIN;
+	return rc;
 }
 
 const float *stage_logits(const struct stage *s)
@@ -271,6 +295,16 @@ void stage_send_stop(struct stage *s, const char *reason)
 
 /* ---- the other stages ---- */
 
+/* Whether all of x[0..n) is finite: one pass, vectorised (x * 0 is 0 only for finite x). */
+static int all_finite(const float *x, size_t n)
+{
+	float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+	for (size_t i = 0; i < n; i++)
+		sum += x[i] * 0.0f;
+	return sum == 0.0f;
+}
+
 /* Whether batch b fits this stage's model; logs it when not. */
 static int batch_fits(struct stage *s, const struct wire_batch *b)
 {
@@ -279,16 +313,19 @@ static int batch_fits(struct stage *s, const struct wire_batch *b)
 	int labels_ok = b->y != NULL;
 	for (int i = 0; labels_ok && i < b->n; i++)
 		labels_ok = b->y[i] >= 0 && b->y[i] < md->classes; /* a label indexes the logits */
-	int logits_ok = !b->logits || b->nlogits == md->classes;
-	for (size_t i = 0; logits_ok && b->logits && i < (size_t)b->n * b->nlogits; i++)
-		logits_ok = isfinite(b->logits[i]);
-	if (empty_ok || (b->c == md->in.c && b->h == md->in.h && b->w == md->in.w && b->n > 0 &&
-			 b->n <= md->max_batch && labels_ok && logits_ok))
+	int logits_ok = !b->logits || (b->nlogits == md->classes &&
+					all_finite(b->logits, (size_t)b->n * b->nlogits));
+	int shape_ok = b->c == md->in.c && b->h == md->in.h && b->w == md->in.w && b->n > 0 &&
+		       b->n <= md->max_batch;
+	int finite = shape_ok && all_finite(b->x, (size_t)b->n * dims_size(md->in));
+	if (empty_ok || (shape_ok && labels_ok && logits_ok && finite))
 		return 1;
-	char what[200];
-	snprintf(what, sizeof what, "batch %llu: %dx%dx%dx%d%s%s, want Nx%dx%dx%d with N <= %d",
-		 (unsigned long long)b->id, b->n, b->c, b->h, b->w, labels_ok ? "" : " without valid labels",
+	char what[240];
+	snprintf(what, sizeof what, "batch %llu: %dx%dx%dx%d%s%s%s, want Nx%dx%dx%d with N <= %d and "
+		 "finite values", (unsigned long long)b->id, b->n, b->c, b->h, b->w,
+		 labels_ok ? "" : " without valid labels",
 		 logits_ok ? "" : " with logits that are not finite or not one per class",
+		 !shape_ok || finite ? "" : " with values that are not finite",
 		 md->in.c, md->in.h, md->in.w, md->max_batch);
 	stage_log(s, "stage", "bad_batch", "detail", what);
 	return 0;
@@ -315,12 +352,12 @@ static int on_test(struct stage *s, const struct wire_batch *b, double arrived, 
 static int on_batch(struct stage *s, struct wire_msg *m, char err[NK_ERR_LEN])
 {
 	const struct wire_batch *b = &m->batch;
-	struct layer_dims in = {b->c, b->h, b->w};
 	int rc;
-	if (!s->t && (rc = stage_build(s, in, err))) /* the first batch tells the input shape */
-		return rc;
-	if (!batch_fits(s, b))
+	if (!batch_fits(s, b)) {
+		s->refused++;
+		s->refused_train += b->phase == WIRE_TRAIN;
 		return 0;
+	}
 	if (b->phase != WIRE_PREDICT)
 		s->t->epoch = b->epoch;
 	switch (b->phase) {
@@ -332,6 +369,7 @@ static int on_batch(struct stage *s, struct wire_msg *m, char err[NK_ERR_LEN])
 		trainer_upstream(s->t, b->logits);
 		if ((rc = trainer_train(s->t, b->x, b->y, b->n, (long)b->id, &s->in->newer, err)))
 			return rc;
+		s->taken++;
 		stage_trained(s);
 		if (!s->has_down)
 			return 0;
@@ -391,6 +429,30 @@ static int relay_run(struct stage *s, char err[NK_ERR_LEN])
 	return rc;
 }
 
+/* What became of the train batches, for accounting per link: the upstream's sent - unsent
+ * equals the downstream's trained + skipped + dropped + refused (t= and stage= as usual). */
+static void log_counts(struct stage *s)
+{
+	struct net_stats ns = {0};
+	if (s->net)
+		net_get_stats(s->net, &ns);
+	long skipped = s->t ? s->t->skipped : 0;
+	long dropped = s->dropped + (s->in ? inbox_dropped(s->in) + inbox_train_len(s->in) : 0);
+	struct logfmt l;
+	lf_begin(&l);
+	lf_num(&l, "t", nk_now() - s->t0, 3);
+	lf_str(&l, "stage", s->c->stages[s->index].name);
+	lf_str(&l, "phase", "stage");
+	lf_str(&l, "event", "counts");
+	lf_int(&l, "sent", s->sent);
+	lf_int(&l, "unsent", ns.unsent + ns.backlog_train);
+	lf_int(&l, "trained", s->taken - skipped);
+	lf_int(&l, "skipped", skipped);
+	lf_int(&l, "dropped", dropped);
+	lf_int(&l, "refused", s->refused_train);
+	lf_write(&l, s->echo, s->log);
+}
+
 /* ---- setup ---- */
 
 static void log_failure(struct stage *s, const char *err)
@@ -405,13 +467,51 @@ static void log_failure(struct stage *s, const char *err)
 	lf_write(&l, NULL, s->log);
 }
 
+/* The input shape is fixed before any batch comes, never taken from one: from the data set's
+ * sample shape (or data.shape) through the chain, else from the checkpoint; both must agree. */
+static int stage_fix_input(struct stage *s, char err[NK_ERR_LEN])
+{
+	const struct stage_opts *o = s->o;
+	const char *name = s->c->stages[s->index].name;
+	struct layer_dims in = {0, 0, 0};
+	int dc = o->data_c, dh = o->data_h, dw = o->data_w, rc = 0;
+	char derr[NK_ERR_LEN] = "";
+	if (dc <= 0 && (rc = stage_data_dims(s->c, &dc, &dh, &dw, derr)) == NK_ESHAPE)
+		return nk_errf(err, rc, "%s", derr);
+	if (dc > 0 && (rc = stage_input_dims(s->c, s->index, (struct layer_dims){dc, dh, dw}, &in, err)))
+		return rc;
+	if (s->ck) {
+		const struct layer_dims *k = &s->ck->in;
+		if (in.c > 0 && (k->c != in.c || k->h != in.h || k->w != in.w))
+			return nk_errf(err, NK_ESHAPE, "stage %s: the checkpoint was made for %dx%dx%d "
+				       "inputs, the chain gives it %dx%dx%d (start it with --fresh to "
+				       "train anew)", name, k->c, k->h, k->w, in.c, in.h, in.w);
+		in = *k;
+	}
+	if (in.c <= 0)
+		return nk_errf(err, NK_EINVAL, "stage %s cannot know its input shape: the data set is "
+			       "not readable here (%s) and the chain file gives no data.shape", name, derr);
+	return stage_build(s, in, err);
+}
+
 static int stage_start(struct stage *s, char err[NK_ERR_LEN])
 {
 	const struct stage_opts *o = s->o;
 	int rc = stage_read_ckpt(s->c, s->index, o, &s->ck, err);
-	if (rc == NK_ENOENT && !o->predict)
-		rc = 0; /* nothing to resume from */
-	if (rc == 0 && s->ck && (rc = stage_build(s, s->ck->in, err)))
+	s->ckpt_at = nk_now();
+	if (rc == NK_ENOENT && !o->predict) { /* nothing to resume from: say so, and why */
+		char path[CHAIN_PATH_LEN + 80], why[CHAIN_PATH_LEN + 160];
+		ckpt_path(path, sizeof path, s->state_dir, s->c->stages[s->index].name);
+		if (o->fresh)
+			snprintf(why, sizeof why, "--fresh: %s is not read and will be overwritten", path);
+		else
+			snprintf(why, sizeof why, "no checkpoint at %s", path);
+		stage_log(s, "ckpt", "fresh", "reason", why);
+		rc = 0;
+	}
+	if (rc == 0)
+		rc = stage_fix_input(s, err);
+	if (rc)
 		return rc;
 	if (rc == 0 && s->index > 0 && (rc = inbox_new(&s->in, o->inbox)))
 		nk_errf(err, rc, "out of memory");
@@ -420,7 +520,17 @@ static int stage_start(struct stage *s, char err[NK_ERR_LEN])
 	if (rc == 0)
 		rc = net_new(&s->net, &nc, err);
 	if (rc == 0) {
-		stage_log(s, "stage", "start", "role", s->index == 0 ? "source" : s->has_down ? "relay" : "sink");
+		struct logfmt l;
+		const char *wp = getenv("OMP_WAIT_POLICY");
+		lf_begin(&l);
+		lf_num(&l, "t", nk_now() - s->t0, 3);
+		lf_str(&l, "stage", s->c->stages[s->index].name);
+		lf_str(&l, "phase", "stage");
+		lf_str(&l, "event", "start");
+		lf_str(&l, "role", s->index == 0 ? "source" : s->has_down ? "relay" : "sink");
+		lf_int(&l, "threads", nk_threads());
+		lf_str(&l, "wait_policy", wp && wp[0] ? wp : "default");
+		lf_write(&l, s->echo, s->log);
 		rc = net_start(s->net, err);
 	}
 	return rc;
@@ -442,6 +552,8 @@ int stage_run(const struct chain *c, int index, const struct stage_opts *o, char
 		stage_log(&s, "stage", "stop", "reason", "signal");
 	if (rc && s.log)
 		log_failure(&s, err);
+	if (!o->predict && s.t)
+		log_counts(&s);
 	net_free(s.net);
 	if (s.t)
 		s.t->log = NULL; /* ours */

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stddef.h>
 
+#include "layers/layer.h"
 #include "src/chain.h"
 
 struct stage_opts {
@@ -32,6 +33,8 @@ struct stage_opts {
 	double rate;               /* source: > 0 replaces data.rate (batches/s) */
 	double wait_s;             /* how long a closed downstream is waited for before test frames
 				    * are skipped, or predict answers given here (0: 3) */
+	int data_c, data_h, data_w; /* the data set's sample shape, when the program found it
+				    * (stage_data_dims); 0: stage_run finds it */
 };
 
 /* Read and check this stage's checkpoint before anything starts: NK_ENOENT when there is none
@@ -45,8 +48,13 @@ int stage_read_ckpt(const struct chain *c, int index, const struct stage_opts *o
  * address that resolves; with the data set's sample shape known (in.c > 0), every stage's model
  * and optimizer build (the shapes chain up). Programs refuse a chain failing this (exit 2). */
 int stage_check_chain(const struct chain *c, int in_c, int in_h, int in_w, char err[NK_ERR_LEN]);
-/* Sample shape of the chain's data set, from its test (else training) files. */
+/* Sample shape of the chain's data set, from its test (else training) files, else data.shape
+ * when they cannot be read here; NK_ESHAPE when the two disagree. */
 int stage_data_dims(const struct chain *c, int *in_c, int *in_h, int *in_w, char err[NK_ERR_LEN]);
+
+/* The input shape of stage upto, from the data set's sample shape in: the shapes chain up. */
+int stage_input_dims(const struct chain *c, int upto, struct layer_dims in, struct layer_dims *out,
+		     char err[NK_ERR_LEN]);
 
 /* Run stage `index` until the chain stops, a signal or the time limit. 0 on a clean end; a
  * negative enum nk_err with err filled otherwise (NK_EINVAL/NK_ENOENT/NK_EFORMAT: configuration). */

@@ -19,7 +19,7 @@ struct stage {
 	int index;
 	const struct stage_opts *o;
 	const char *state_dir;
-	struct trainer *t;          /* built once the input shape is known */
+	struct trainer *t;          /* built at start, for the input shape fixed then */
 	struct ckpt *ck;            /* read at start; applied (and freed) when t is built */
 	struct predict *pr;         /* predict-mode state, once a predict batch comes */
 	struct inbox *in;           /* NULL at the source */
@@ -29,8 +29,13 @@ struct stage {
 	double t0;
 	long dropped;               /* train batches taken stale from the inbox */
 	long unsent;                /* test batches not sent: the downstream was unreachable */
+	long refused;               /* batches that did not fit the model (bad_batch) */
+	long refused_train;         /* ... of them train batches */
+	long sent;                  /* train batches handed to the downstream link */
+	long taken;                 /* train batches trained on (a non-finite loss included) */
 	int down_lost;              /* the downstream was found unreachable (no waiting for it now) */
 	long epoch_batch;           /* source: batches taken in the current epoch */
+	double ckpt_at;             /* when the last checkpoint was written (or the stage started) */
 	volatile int tick;          /* the source's pace (set by the event thread) */
 };
 

@@ -180,9 +180,13 @@ void trainer_flush(struct trainer *t)
 		lf_num(&l, "rtt_ms", t->net.rtt_ms, 3);
 		if (t->net.unsent)
 			lf_int(&l, "unsent", t->net.unsent);
+		if (t->net.refused)
+			lf_int(&l, "refused", t->net.refused);
 		if (t->net.chain_ms > 0)
 			lf_num(&l, "chain_ms", t->net.chain_ms, 1);
 	}
+	if (t->skipped)
+		lf_int(&l, "skipped", t->skipped);
 	lf_write(&l, t->echo, t->log);
 	t->w_t0 = nk_now();
 	t->w_loss = 0;
@@ -212,6 +216,10 @@ int trainer_train(struct trainer *t, const float *x, const int32_t *y, int n, lo
 	int rc = optim_train(t->o, x, y, n, newer, &os);
 	if (rc)
 		return nk_errf(err, rc, "stage %s: training failed: %s", t->cs->name, nk_strerror(rc));
+	if (os.skipped) { /* counted, logged as skipped=, and the model is as it was */
+		t->skipped++;
+		return 0;
+	}
 	t->w_loss += os.loss * n;
 	t->w_correct += os.correct;
 	t->w_n += n;

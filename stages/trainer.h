@@ -18,6 +18,7 @@ struct trainer_net {
 	long dropped;
 	double rtt_ms;
 	long unsent;             /* frames this stage could not hand downstream (0: key left out) */
+	long refused;            /* batches refused: they did not fit the model (0: key left out) */
 	double chain_ms;         /* in-chain time of the last batch forwarded (0: key left out) */
 };
 
@@ -40,6 +41,8 @@ struct trainer {
 				  * deadline. SGD's learning-rate schedule follows it. */
 	long first;              /* batch id this run started from (a resumed run's is not 0) */
 	long steps;              /* batches trained on (checkpointed: survives restarts) */
+	long skipped;            /* batches whose loss was not finite or an outlier, or whose gradient
+				  * was not finite: no step made (optim_loss_ok) */
 	struct trainer_net net;
 	double w_t0, w_loss;     /* current train-line window */
 	long w_correct, w_n, w_steps, w_batches;

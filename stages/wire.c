@@ -53,12 +53,15 @@ static long long tensor_elems(long long n, long long c, long long h, long long w
 
 #define POOL_MAX 8
 #define POOL_MIN (256u << 10)
+#define POOL_BUF_MAX (16u << 20)   /* larger buffers go back to the system */
+#define POOL_BYTES_MAX (48u << 20) /* what the pool may hold in all */
 
 static struct {
 	pthread_mutex_t mu;
 	void *buf[POOL_MAX];
 	int n;
-} pool = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
+	size_t bytes;
+} pool = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
 
 static uint8_t *frame_alloc(size_t size)
 {
@@ -70,6 +73,7 @@ static uint8_t *frame_alloc(size_t size)
 			if (cap >= size && cap / 2 <= size) {
 				b = pool.buf[i];
 				pool.buf[i] = pool.buf[--pool.n];
+				pool.bytes -= cap;
 				break;
 			}
 		}
@@ -85,15 +89,25 @@ void wire_frame_free(void *frame)
 	if (!frame)
 		return;
 	uint8_t *b = (uint8_t *)frame - 64;
-	if (*(size_t *)b >= POOL_MIN) {
+	size_t cap = *(size_t *)b;
+	if (cap >= POOL_MIN && cap <= POOL_BUF_MAX) {
 		pthread_mutex_lock(&pool.mu);
-		if (pool.n < POOL_MAX) {
+		if (pool.n < POOL_MAX && pool.bytes + cap <= POOL_BYTES_MAX) {
 			pool.buf[pool.n++] = b;
+			pool.bytes += cap;
 			b = NULL;
 		}
 		pthread_mutex_unlock(&pool.mu);
 	}
 	free(b);
+}
+
+size_t wire_pool_bytes(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	size_t n = pool.bytes;
+	pthread_mutex_unlock(&pool.mu);
+	return n;
 }
 
 /* ---- layout ---- */

@@ -14,6 +14,7 @@
 #define WIRE_VERSION 1
 #define WIRE_HDR 4                        /* length prefix */
 #define WIRE_MAX_FRAME_DEFAULT (64u << 20) /* bytes after the prefix */
+#define WIRE_HELLO_MAX 1024               /* the largest frame read before a Hello is complete */
 #define WIRE_PEEK 24                      /* message bytes the reader looks at before placing it */
 
 enum wire_kind { WIRE_NONE = 0, WIRE_HELLO, WIRE_BATCH, WIRE_PING, WIRE_PONG, WIRE_STOP };
@@ -91,6 +92,8 @@ int wire_encode(const struct wire_msg *m, size_t max_frame, uint8_t **frame, siz
 void wire_msg_free(struct wire_msg *m);
 /* Free a frame from wire_encode (large ones are kept for reuse). NULL is a no-op. */
 void wire_frame_free(void *frame);
+/* Bytes the pool of freed frame buffers holds (at most 48 MiB, no buffer over 16 MiB). */
+size_t wire_pool_bytes(void);
 
 /* Streaming reader: one per connection. */
 struct wire_reader {

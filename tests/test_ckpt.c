@@ -301,15 +301,28 @@ Test(chain_keys, state_keys_defaults_and_values)
 	struct chain *c = NULL;
 	char err[NK_ERR_LEN] = "";
 	cr_assert_eq(parse("", &c, err), 0, "%s", err);
-	cr_assert_str_eq(c->state_dir, "state");
+	cr_assert_str_eq(c->state_dir, "state/k"); /* one folder per chain */
 	cr_assert_eq(c->checkpoint_every, 200);
+	cr_assert_float_eq(c->checkpoint_s, 30.0, 1e-12);
 	cr_assert_eq(c->test_limit, 0);
 	chain_free(c);
-	cr_assert_eq(parse("\"state_dir\": \"/var/nk\", \"checkpoint_every\": 0, \"test_limit\": 2000,",
-			   &c, err), 0, "%s", err);
+	cr_assert_eq(parse("\"state_dir\": \"/var/nk\", \"checkpoint_every\": 0, \"test_limit\": 2000, "
+			   "\"checkpoint_s\": 0,", &c, err), 0, "%s", err);
 	cr_assert_str_eq(c->state_dir, "/var/nk");
 	cr_assert_eq(c->checkpoint_every, 0);
+	cr_assert_float_eq(c->checkpoint_s, 0.0, 1e-12);
 	cr_assert_eq(c->test_limit, 2000);
+	chain_free(c);
+}
+
+Test(chain_keys, default_state_dir_is_one_safe_folder_per_chain)
+{
+	const char *text = "{\"chain\": \"../fm nist/5\", \"data\": {\"train\": [\"a\", \"b\"]}, "
+			   "\"stages\": [{\"name\": \"s\", \"head\": \"linear\", \"optimizer\": {\"sgd\": {}}}]}";
+	struct chain *c = NULL;
+	char err[NK_ERR_LEN] = "";
+	cr_assert_eq(chain_parse(&c, text, strlen(text), "k.json", NULL, err), 0, "%s", err);
+	cr_assert_str_eq(c->state_dir, "state/_._fm_nist_5"); /* no '/' and no leading '.' from the name */
 	chain_free(c);
 }
 
@@ -320,6 +333,7 @@ Test(chain_keys, bad_state_keys_refused_with_their_path)
 	} bad[] = {
 		{"\"checkpoint_every\": -1,", "checkpoint_every"},
 		{"\"checkpoint_every\": 1.5,", "checkpoint_every"},
+		{"\"checkpoint_s\": -1,", "checkpoint_s"},
 		{"\"test_limit\": \"all\",", "test_limit"},
 		{"\"state_dir\": 5,", "state_dir"},
 		{"\"state_dir\": \"\",", "state_dir"},

@@ -168,3 +168,95 @@ Test(sgd, step_follows_the_progress)
 	optim_free(o);
 	model_free(m);
 }
+
+/* Poison: batches of +Inf or NaN change neither the weights nor batch norm's running
+ * statistics; one sample of absurd size leaves those statistics finite. */
+Test(sgd, nonfinite_batches_change_nothing)
+{
+	static struct chain_layer body[] = {{.kind = "batchnorm"}};
+	static struct chain_stage bn_stage = {.name = "t", .layers = body, .nlayers = 1, .head = head, .nhead = 1};
+	struct model *m;
+	struct optim *o;
+	char err[NK_ERR_LEN];
+	struct chain_optim cfg = {.kind = OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .iters = 1};
+	cr_assert_eq(model_new(&m, &bn_stage, (struct layer_dims){4, 1, 1}, 2, 8, 9, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &cfg, 1, err), 0, "%s", err);
+	float x[32], bad[32];
+	int32_t y[8];
+	struct optim_stats st;
+	for (int i = 0; i < 5; i++) {
+		blobs(x, y, 8, 100 + (uint64_t)i);
+		cr_assert_eq(optim_train(o, x, y, 8, NULL, &st), 0);
+	}
+	size_t P = m->nparams, B = m->nbufs;
+	float *w0 = malloc(sizeof(float) * P), *b0 = malloc(sizeof(float) * B);
+	memcpy(w0, m->params, sizeof(float) * P);
+	memcpy(b0, m->bufs, sizeof(float) * B);
+	const float poison[] = {INFINITY, -INFINITY, NAN};
+	for (int k = 0; k < 3; k++) {
+		memcpy(bad, x, sizeof bad);
+		bad[5] = poison[k];
+		cr_assert_eq(optim_train(o, bad, y, 8, NULL, &st), 0);
+		cr_assert_eq(st.skipped, 1, "poison %d (loss %g) was trained on", k, st.loss);
+		cr_assert_eq(memcmp(w0, m->params, sizeof(float) * P), 0, "poison %d moved the weights", k);
+		cr_assert_eq(memcmp(b0, m->bufs, sizeof(float) * B), 0, "poison %d moved batch norm's statistics", k);
+	}
+	memcpy(bad, x, sizeof bad);
+	for (int i = 0; i < 4; i++)
+		bad[i] = 1e30f; /* its square overflows a float */
+	cr_assert_eq(optim_train(o, bad, y, 8, NULL, &st), 0);
+	for (size_t i = 0; i < B; i++)
+		cr_assert(isfinite(m->bufs[i]), "running statistic %zu is %g", i, m->bufs[i]);
+	free(w0);
+	free(b0);
+	optim_free(o);
+	model_free(m);
+}
+
+/* A batch whose loss is absurdly above the losses so far does not move the weights; several in
+ * a row are taken (the data changed for good). */
+Test(sgd, outlying_batches_wait_for_a_second_opinion)
+{
+	struct model *m;
+	struct optim *o;
+	char err[NK_ERR_LEN];
+	struct chain_optim cfg = {.kind = OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .iters = 1};
+	cr_assert_eq(model_new(&m, &stage, (struct layer_dims){4, 1, 1}, 2, 8, 9, err), 0, "%s", err);
+	cr_assert_eq(optim_new(&o, m, &cfg, 1, err), 0, "%s", err);
+	float x[32], bad[32];
+	int32_t y[8];
+	struct optim_stats st;
+	/* the very first batch is judged too: against a uniform guess's loss */
+	int32_t flipped[8];
+	blobs(x, y, 8, 7);
+	for (int i = 0; i < 32; i++)
+		bad[i] = x[i] * 1e6f;
+	model_forward(m, bad, 8);
+	const float *lg = model_logits(m);
+	for (int i = 0; i < 8; i++) /* the untrained model's guesses, made confident and wrong */
+		flipped[i] = lg[i * 2 + 1] > lg[i * 2] ? 0 : 1;
+	cr_assert_eq(optim_train(o, bad, flipped, 8, NULL, &st), 0);
+	cr_assert_eq(st.skipped, 1, "a first batch with loss %g was trained on", st.loss);
+	o->outliers = 0;
+	for (int i = 0; i < 30; i++) {
+		blobs(x, y, 8, 100 + (uint64_t)i);
+		cr_assert_eq(optim_train(o, x, y, 8, NULL, &st), 0);
+		cr_assert_eq(st.skipped, 0, "normal batch %d skipped (loss %g)", i, st.loss);
+	}
+	size_t P = m->nparams;
+	float *w0 = malloc(sizeof(float) * P);
+	memcpy(w0, m->params, sizeof(float) * P);
+	for (int i = 0; i < 32; i++)
+		bad[i] = -x[i] * 1e6f; /* confidently wrong */
+	for (int k = 0; k < OPTIM_OUTLIERS; k++) {
+		cr_assert_eq(optim_train(o, bad, y, 8, NULL, &st), 0);
+		cr_assert_eq(st.skipped, 1, "outlier %d in a row (loss %g) was trained on", k, st.loss);
+		cr_assert_eq(memcmp(w0, m->params, sizeof(float) * P), 0);
+	}
+	cr_assert_eq(optim_train(o, bad, y, 8, NULL, &st), 0);
+	cr_assert_eq(st.skipped, 0, "the data changed for good, and the model would never learn it");
+	cr_assert_neq(memcmp(w0, m->params, sizeof(float) * P), 0);
+	free(w0);
+	optim_free(o);
+	model_free(m);
+}

@@ -303,3 +303,31 @@ Test(wire, empty_batch_round_trips)
 	wire_msg_free(d);
 	wire_frame_free(f);
 }
+
+/* Freed frames are kept for reuse, but the pool never holds more than 48 MiB, nor a buffer over
+ * 16 MiB: large frames from a peer do not pin memory for ever. */
+Test(wire, frame_pool_is_bounded)
+{
+	enum { N = 12 };
+	uint8_t *f[N], *big;
+	size_t len;
+	char err[NK_ERR_LEN] = "";
+	float *x = calloc((size_t)6 << 20, sizeof *x); /* up to 24 MiB of data */
+	cr_assert_not_null(x);
+	struct wire_msg m = {.kind = WIRE_BATCH};
+	m.batch = (struct wire_batch){.id = 1, .phase = WIRE_PREDICT, .n = 1, .c = 1, .h = 1024, .x = x};
+	for (int i = 0; i < N; i++) { /* 12 frames of 7 MiB: more than the pool may keep */
+		m.batch.w = 7 * 256;
+		cr_assert_eq(wire_encode(&m, 64u << 20, &f[i], &len, err), 0, "%s", err);
+	}
+	for (int i = 0; i < N; i++)
+		wire_frame_free(f[i]);
+	size_t kept = wire_pool_bytes();
+	cr_assert_gt(kept, 0, "nothing kept for reuse");
+	cr_assert_leq(kept, (size_t)48 << 20, "the pool holds %zu bytes", kept);
+	m.batch.w = 6 * 1024; /* one frame of 24 MiB: used once, then given back */
+	cr_assert_eq(wire_encode(&m, 64u << 20, &big, &len, err), 0, "%s", err);
+	wire_frame_free(big);
+	cr_assert_eq(wire_pool_bytes(), kept, "a 24 MiB buffer went into the pool");
+	free(x);
+}
