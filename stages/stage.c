@@ -213,6 +213,8 @@ void stage_note_net(struct stage *s)
 	s->t->net.rtt_ms = s->has_down ? ns.down_rtt_ms : ns.up_rtt_ms;
 	s->t->net.unsent = ns.unsent + s->unsent;
 	s->t->net.refused = s->refused;
+	s->t->net.sent = s->sent;
+	s->t->net.taken = s->taken;
 }
 
 /* stage_down_ready; again: wait for a closed downstream even when it was found unreachable. */

@@ -182,6 +182,9 @@ void trainer_flush(struct trainer *t)
 			lf_int(&l, "unsent", t->net.unsent);
 		if (t->net.refused)
 			lf_int(&l, "refused", t->net.refused);
+		lf_int(&l, "taken", t->net.taken);
+		if (t->index + 1 < t->chain->nstages)
+			lf_int(&l, "sent", t->net.sent);
 		if (t->net.chain_ms > 0)
 			lf_num(&l, "chain_ms", t->net.chain_ms, 1);
 	}

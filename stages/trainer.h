@@ -19,6 +19,7 @@ struct trainer_net {
 	double rtt_ms;
 	long unsent;             /* frames this stage could not hand downstream (0: key left out) */
 	long refused;            /* batches refused: they did not fit the model (0: key left out) */
+	long sent, taken;        /* train batches sent downstream, trained on (this run, so far) */
 	double chain_ms;         /* in-chain time of the last batch forwarded (0: key left out) */
 };
 

@@ -300,3 +300,31 @@ Test(mcmc, refuses_flip_on_real_layers_and_wrong_counts)
 	cr_assert(strstr(err, "2 layers"), "%s", err);
 	model_free(m);
 }
+
+/* A batch of +Inf or absurd values makes no move: MCMC would judge every proposal against its
+ * loss. (A NaN is swallowed by ReLU here; stages refuse any non-finite batch before this.) */
+Test(mcmc, poisoned_batches_make_no_move)
+{
+	struct rig r;
+	rig_new(&r, &setups[0], 20, 50);
+	size_t P = r.m->nparams, len = (size_t)r.n * dims_size(setups[0].in);
+	float *w0 = malloc(sizeof(float) * P), *bad = malloc(sizeof(float) * len);
+	memcpy(w0, r.m->params, sizeof(float) * P);
+	const float poison[] = {INFINITY, 1e30f};
+	struct optim_stats st;
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < len; i++)
+			bad[i] = k == 1 ? r.x[i] * poison[k] : (i == 3 ? poison[k] : r.x[i]);
+		cr_assert_eq(optim_train(r.o, bad, r.y, r.n, NULL, &st), 0);
+		cr_assert_eq(st.skipped, 1, "poison %d (loss %g) was trained on", k, st.loss);
+		cr_assert_eq(st.steps, 0);
+		cr_assert_eq(memcmp(w0, r.m->params, sizeof(float) * P), 0, "poison %d moved a weight", k);
+		r.o->outliers = 0;
+	}
+	cr_assert_eq(optim_train(r.o, r.x, r.y, r.n, NULL, &st), 0);
+	cr_assert_eq(st.skipped, 0);
+	cr_assert_eq(st.steps, 50);
+	free(w0);
+	free(bad);
+	rig_free(&r);
+}
