@@ -23,7 +23,8 @@ struct csv {
 	int ncols;       /* fields per row */
 	int label;       /* label column */
 	size_t feats;    /* features per row */
-	long rows_max;   /* lines in the file: rows cannot be more */
+	long long bytes; /* file size */
+	long rows_max;   /* rows the file can hold: the room reserved (csv_bound) */
 	long n;          /* rows stored */
 	struct ds *d;
 	char *err;
@@ -41,12 +42,29 @@ static int csv_count(struct csv *c)
 		for (char *p = buf; (p = memchr(p, '\n', (size_t)(buf + got - p))); p++)
 			lines++;
 		last = buf[got - 1];
+		c->bytes += (long long)got;
 	}
 	if (ferror(c->f))
 		return nk_errf(c->err, NK_EIO, "%s: read failed: %s", c->path, strerror(errno));
 	c->rows_max = lines + (last != '\n');
 	rewind(c->f);
 	return 0;
+}
+
+/* Memory bound: a CSV never reserves more than 3 x (its size + 1) bytes for samples and labels
+ * (plus getline's buffer, under twice its longest line). A good row has ncols fields of at least
+ * one character (csv_number refuses empty ones), ncols - 1 commas and, but on the last line, a
+ * line end: 2 * ncols bytes. So a file of size bytes holds at most R = (size + 1) / (2 * ncols)
+ * rows, and room is reserved for those (or for its lines, if fewer): R * (ncols - 1) floats take
+ * under 2 x (size + 1) bytes, as bytes a quarter of that (both are held while csv_floats
+ * converts: 2.5 x), and R labels under (size + 1) / 4. A line past that room cannot be a good
+ * row: csv_row only checks it, to say what is wrong with it. */
+static void csv_bound(struct csv *c)
+{
+	long long fit = (c->bytes + 1) / (2 * (long long)c->ncols);
+
+	if (fit < c->rows_max)
+		c->rows_max = (long)fit;
 }
 
 /* The next line that holds more than blanks, without its line end; 0 at end of file. */
@@ -225,12 +243,13 @@ static int csv_label(struct csv *c, double v, const char *s, const char *e)
 	return 0;
 }
 
-/* The current line as row c->n. */
+/* The current line as row c->n; past the room reserved (which no good row is, csv_bound), only
+ * checked, for the error. */
 static int csv_row(struct csv *c)
 {
 	const char *s = c->line;
 	size_t at = (size_t)c->n * c->feats;
-	int found = csv_fields(c->line), rc;
+	int found = csv_fields(c->line), rc, store = c->n < c->rows_max;
 
 	if (found != c->ncols)
 		return nk_errf(c->err, NK_EFORMAT, "%s:%ld: expected %d fields, found %d", c->path,
@@ -245,11 +264,15 @@ static int csv_row(struct csv *c)
 				       c->path, c->lineno, col + 1, (int)NK_MIN(e - s, 40), s,
 				       c->lineno == c->first && !c->cfg->header ? " (if the first line "
 				       "names the columns, set data.header to true)" : "");
-		rc = col == c->label ? csv_label(c, v, s, e) : csv_store(c, at++, v, col, s, e);
+		rc = !store ? 0 : col == c->label ? csv_label(c, v, s, e) :
+		     csv_store(c, at++, v, col, s, e);
 		if (rc)
 			return rc;
 		s = e + 1;
 	}
+	if (!store) /* a bug in csv_bound */
+		return nk_errf(c->err, NK_EFORMAT, "%s:%ld: more rows than %lld bytes can hold", c->path,
+			       c->lineno, c->bytes);
 	c->n++;
 	return 0;
 }
@@ -261,6 +284,7 @@ static int csv_read(struct csv *c)
 
 	if ((rc = csv_count(c)) || (rc = csv_layout(c)))
 		return rc;
+	csv_bound(c);
 	if (c->rows_max > INT_MAX)
 		return nk_errf(c->err, NK_EFORMAT, "%s: %ld lines is too many", c->path, c->rows_max);
 	c->d = ds_alloc((int)c->rows_max, g->c > 0 ? g->c : 1, g->c > 0 ? g->h : 1,

@@ -16,6 +16,7 @@
 #define IDX_MAX_BYTES (1ull << 36)    /* 64 GiB of pixels: same */
 #define IDX_CHUNK (1u << 22)          /* bytes per gzread call */
 #define IDX_FIRST_ALLOC (1ull << 26)  /* grow past this only as data actually arrives */
+#define IDX_GZ_RATIO 1032ull          /* deflate's most output bytes per input byte */
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -31,8 +32,9 @@ static const char *idx_kind(uint32_t magic)
 	return "not an IDX u8 file";
 }
 
-/* Open path for reading; gzip is detected by content, plain files pass through. */
-static int idx_open(gzFile *out, const char *path, char *err)
+/* Open path for reading; gzip is detected by content, plain files pass through. *hold: the
+ * most bytes the file can give (IDX_GZ_RATIO per byte, a little more for an empty file). */
+static int idx_open(gzFile *out, const char *path, size_t *hold, char *err)
 {
 	struct stat st;
 	int fd = open(path, O_RDONLY);
@@ -44,6 +46,8 @@ static int idx_open(gzFile *out, const char *path, char *err)
 		close(fd);
 		return nk_errf(err, NK_EIO, "%s: cannot read: is a directory", path);
 	}
+	*hold = S_ISREG(st.st_mode) && (unsigned long long)st.st_size < (1ull << 40) ?
+		(size_t)(IDX_GZ_RATIO * (unsigned long long)st.st_size + 4096) : SIZE_MAX;
 	*out = gzdopen(fd, "rb");
 	if (!*out) {
 		close(fd);
@@ -95,11 +99,15 @@ static int idx_header(gzFile f, const char *path, uint32_t magic, int ndims, uin
 	return 0;
 }
 
-/* Read n records of rec bytes into one new buffer; short data and trailing bytes are errors. */
+/* Read n records of rec bytes into one new buffer; short data and trailing bytes are errors.
+ * Memory bound: the first allocation is at most what the file can hold (hold bytes), so a
+ * header that declares more than a small file has costs little; it then doubles only when full,
+ * so the buffer never exceeds twice the data that actually arrived. */
 static int idx_body(gzFile f, const char *path, uint32_t n, size_t rec, const char *what,
-		    uint8_t **out, char *err)
+		    size_t hold, uint8_t **out, char *err)
 {
-	size_t want = (size_t)n * rec, have = 0, cap = NK_MIN(want, (size_t)IDX_FIRST_ALLOC);
+	size_t want = (size_t)n * rec, have = 0;
+	size_t cap = NK_MIN(NK_MIN(want, (size_t)IDX_FIRST_ALLOC), hold);
 	uint8_t *buf = malloc(cap), *nb;
 	unsigned char extra;
 	long long got;
@@ -183,18 +191,19 @@ static int idx_labels_header(const struct ds *d, gzFile f, const char *images, c
 static int idx_load(struct ds *d, const char *images, const char *labels, char *err)
 {
 	gzFile fi = NULL, fl = NULL;
-	int rc = idx_open(&fi, images, err);
+	size_t hi = 0, hl = 0;
+	int rc = idx_open(&fi, images, &hi, err);
 
 	if (!rc)
 		rc = idx_images_header(d, fi, images, err);
 	if (!rc)
-		rc = idx_open(&fl, labels, err);
+		rc = idx_open(&fl, labels, &hl, err);
 	if (!rc)
 		rc = idx_labels_header(d, fl, images, labels, err);
 	if (!rc)
-		rc = idx_body(fi, images, (uint32_t)d->n, (size_t)d->h * d->w, "images", &d->x, err);
+		rc = idx_body(fi, images, (uint32_t)d->n, (size_t)d->h * d->w, "images", hi, &d->x, err);
 	if (!rc)
-		rc = idx_body(fl, labels, (uint32_t)d->n, 1, "labels", &d->y, err);
+		rc = idx_body(fl, labels, (uint32_t)d->n, 1, "labels", hl, &d->y, err);
 	if (fi)
 		gzclose_r(fi);
 	if (fl)

@@ -14,6 +14,18 @@
 
 static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "gif", "tga", "pgm", "ppm"};
 #define IMAGE_EXTS ".png, .jpg, .jpeg, .bmp, .gif, .tga, .pgm, .ppm"
+/* Memory bound: stb_image allocates what a header declares, and fills what a truncated file
+ * lacks (TGA, BMP, PNM) or a small file expands to (RLE, GIF canvases) with zeros. An image is
+ * decoded only if it has at most IMAGES_MAX_PIXELS pixels, and at most IMAGES_FREE_PIXELS plus
+ * IMAGES_PIXELS_PER_BYTE per byte of its file: no format packs more (deflate gives at most 1032
+ * bytes per byte, LZW 4096 bytes per 12-bit code, a JPEG block of 64 pixels at least 2 bits).
+ * So one image costs at most about 4 (decoding) + 4 (converting) bytes per pixel at once: a
+ * 100-byte file about 12 MB, never more than 270 MB. stb_image also reserves a PNG chunk's
+ * declared length before reading it, so a PNG whose chunk runs past the end of its file is
+ * refused first (no good PNG has one). */
+#define IMAGES_MAX_PIXELS (1ll << 25)      /* 32 Mi pixels: 8192 x 4096 */
+#define IMAGES_FREE_PIXELS (1ll << 20)
+#define IMAGES_PIXELS_PER_BYTE 4096ll
 
 struct names {
 	char **v;
@@ -189,11 +201,63 @@ static int images_list(const char *dir, const char *class_dir, const struct name
 	return rc;
 }
 
+/* 1 when f (size bytes) is a PNG with a chunk that runs past its end (length, type, data, CRC). */
+static int png_overlong(FILE *f, long long size)
+{
+	static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	uint8_t h[8];
+	long long at = 8;
+
+	if (fread(h, 1, 8, f) != 8 || memcmp(h, sig, 8) != 0)
+		return 0;
+	while (at + 8 <= size && fseek(f, at, SEEK_SET) == 0 && fread(h, 1, 8, f) == 8) {
+		long long len = (long long)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
+		if (at + 12 + len > size)
+			return 1;
+		if (memcmp(h + 4, "IEND", 4) == 0)
+			break;
+		at += 12 + len;
+	}
+	return 0;
+}
+
+/* NULL when the image at path may be decoded (see IMAGES_MAX_PIXELS), else why not. A header
+ * that stb_image cannot read is left to stbi_load to refuse. */
+static const char *images_size_check(const char *path)
+{
+	struct stat st;
+	int w, h, comp, bad;
+	FILE *f = fopen(path, "rb");
+
+	if (!f)
+		return NULL;
+	if (fstat(fileno(f), &st) != 0) {
+		fclose(f);
+		return NULL;
+	}
+	bad = png_overlong(f, (long long)st.st_size);
+	fclose(f);
+	if (bad)
+		return "a PNG chunk runs past the end of the file";
+	if (!stbi_info(path, &w, &h, &comp))
+		return NULL;
+	/* stbi_info gives a top-down BMP's height negative, as its header has it */
+	long long px = llabs((long long)w) * llabs((long long)h);
+	if (px > IMAGES_MAX_PIXELS)
+		return "larger than 32 Mi pixels (8192 x 4096)";
+	if (px > IMAGES_FREE_PIXELS + IMAGES_PIXELS_PER_BYTE * (long long)st.st_size)
+		return "the header declares more pixels than the file can hold";
+	return NULL;
+}
+
 /* Decode item i into slot i of d; NULL or the reason it failed. */
 static const char *images_decode_one(struct ds *d, const struct item *it, size_t slot)
 {
 	size_t sample = (size_t)d->c * d->h * d->w;
 	int w, h, comp;
+	const char *big = images_size_check(it->path);
+	if (big)
+		return big;
 	uint8_t *px = stbi_load(it->path, &w, &h, &comp, d->c);
 
 	if (!px) {

@@ -363,7 +363,9 @@ static int fill_batch(struct wire_msg *m, const Nk__Batch *b, size_t len, size_t
 	if ((unsigned)b->phase > NK__PHASE__PREDICT)
 		return nk_errf(err, NK_EFORMAT, "batch with unknown phase %d", (int)b->phase);
 	long long e = tensor_elems(b->n, b->c, b->h, b->w, max_frame);
-	if (e < 0 || b->n > (1u << 24) || (size_t)e * 4 != len)
+	/* each dimension must be an int even when another is 0 (then e is 0 whatever they are) */
+	if (e < 0 || b->n > (1u << 24) || b->c > INT32_MAX || b->h > INT32_MAX || b->w > INT32_MAX ||
+	    (size_t)e * 4 != len)
 		return nk_errf(err, NK_EFORMAT, "batch %ux%ux%ux%u does not match its %zu data bytes",
 			       b->n, b->c, b->h, b->w, len);
 	if ((b->n_labels && b->n_labels != b->n) || (b->exits.len && b->exits.len != b->n))

@@ -3,6 +3,8 @@
 #include "tests/ds_test.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 
 TestSuite(csv, .init = ds_test_setup, .fini = ds_test_teardown);
 
@@ -205,4 +207,60 @@ Test(csv, through_ds_load_pair_same_storage)
 	cr_assert(strstr(err, cd.test[0]) && strstr(err, "1 x 1 x 3"), "%s", err);
 	cr_assert_null(tr);
 	cr_assert_null(te);
+}
+
+/* One line of `fields` values (the last is the label) and then `more` lines of `tail`. */
+static const char *write_wide(const char *name, int fields, const char *value, int more,
+			      const char *tail)
+{
+	size_t cap = (size_t)fields * (strlen(value) + 1) + (size_t)more * (strlen(tail) + 1) + 8;
+	char *text = malloc(cap), *p = text;
+
+	cr_assert_not_null(text);
+	for (int i = 0; i < fields; i++)
+		p += sprintf(p, "%s%s", i ? "," : "", i < fields - 1 ? value : "1");
+	for (int i = 0; i < more; i++)
+		p += sprintf(p, "\n%s", tail);
+	*p++ = '\n';
+	const char *path = tpath("%s", name);
+	twrite(path, text, (size_t)(p - text));
+	free(text);
+	return path;
+}
+
+Test(csv, reserves_a_small_multiple_of_the_file)
+{
+	/* One line of 50,000 fields and 49,999 blank lines is a 150 KB file that once reserved
+	 * 50,000 rows of 50,000 bytes (2.5 GB). Room now follows the bytes a row needs (data/csv.c:
+	 * csv_bound, at most 3 x the file): with 64 MiB to spare it loads, or fails on its bad line,
+	 * never for memory. */
+	const int fields = 50000, more = 49999;
+	const char *blank = write_wide("blank.csv", fields, "0", more, "");
+	const char *shortl = write_wide("short.csv", fields, "0", more, "0");
+	const char *floats = write_wide("floats.csv", fields, "0.5", more, "");
+	struct ds_csv_cfg cfg = {.classes = 2, .label_col = -1};
+
+	cr_assert_eq(nk_test_limit_address_space(64u << 20), 0);
+	struct ds *d = load(blank, &cfg);
+	cr_assert_eq(d->n, 1);
+	cr_assert_eq(d->w, fields - 1);
+	cr_assert_eq(d->x[fields - 2], 0);
+	cr_assert_eq(d->y[0], 1);
+	ds_free(d);
+	expect_err(shortl, &cfg, NK_EFORMAT, ":2:", "expected 50000 fields, found 1", NULL);
+	d = load(floats, &cfg);
+	cr_assert_eq(d->n, 1);
+	cr_assert_not_null(d->xf);
+	cr_assert_float_eq(d->xf[fields - 2], 0.5, 1e-6);
+	ds_free(d);
+}
+
+Test(csv, a_bad_line_past_the_room_is_named)
+{
+	/* Three rows of 3 fields fill the room of an 18 + 4 byte file; the fourth line, shorter
+	 * for its empty fields, is past it and must be refused for what it is, not stored. */
+	const char *p = write_csv("past.csv", "0,0,0\n1,1,1\n2,2,2\n0,,");
+	expect_err(p, &plain, NK_EFORMAT, ":4:", "field 2", "is not a number", NULL);
+	p = write_csv("pastlabel.csv", "0,0,0\n1,1,1\n2,2,2\n0,1,");
+	expect_err(p, &plain, NK_EFORMAT, ":4:", "field 3", "is not a number", NULL);
 }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -362,4 +363,25 @@ Test(idx, pair_with_other_shape_refused)
 	cr_assert_null(te);
 	cr_assert(strstr(err, cd.test[0]) && strstr(err, "1 x 3 x 5") && strstr(err, "1 x 5 x 3"),
 		  "%s", err);
+}
+
+Test(idx, a_header_declaring_more_than_the_file_holds_costs_little)
+{
+	/* Headers declaring 2 Mi images of 28 x 28 (1.6 GB) with 16 bytes of pixels: the first
+	 * buffer was 64 MiB whatever the file; now it is at most what the file can hold (data/idx.c:
+	 * idx_body). With 16 MiB to spare they are refused as truncated, not for memory. */
+	uint8_t im[16 + 16] = {0}, lb[8 + 16] = {0};
+	put32(im, 0x803);
+	put32(im + 4, 1u << 21);
+	put32(im + 8, 28);
+	put32(im + 12, 28);
+	put32(lb, 0x801);
+	put32(lb + 4, 1u << 21);
+	const char *plain = tpath("big"), *gz = tpath("big.gz"), *labels = tpath("big-labels");
+	write_file(plain, 0, im, sizeof im);
+	write_file(gz, 1, im, sizeof im);
+	write_file(labels, 0, lb, sizeof lb);
+	cr_assert_eq(nk_test_limit_address_space(16u << 20), 0);
+	expect_err(plain, labels, 0, NK_EFORMAT, plain, "truncated", "found 16 bytes", NULL);
+	expect_err(gz, labels, 0, NK_EFORMAT, gz, "truncated", "found 16 bytes", NULL);
 }

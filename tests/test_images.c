@@ -210,7 +210,7 @@ Test(images, undecodable_skipped_and_noted)
 	cr_assert_eq(d->nnotes, 2);
 	cr_assert(strstr(d->notes[0], tpath("u/a/broken.png")), "%s", d->notes[0]);
 	cr_assert(strstr(d->notes[0], "cannot decode"), "%s", d->notes[0]);
-	cr_assert(strstr(d->notes[1], tpath("u/b/empty.jpg")), "%s", d->notes[1]);
+	cr_assert(strstr(d->notes[1], tpath("u/b/empty.jpg")), "%s", d->notes[2]);
 	cr_assert_eq(d->y[0], 0);
 	cr_assert_eq(d->y[1], 1);
 	check_pattern(d, 1, 2, 9, 0);
@@ -295,4 +295,85 @@ Test(images, through_ds_load_pair)
 	cr_assert_eq(tr->h, 3);
 	ds_free(tr);
 	ds_free(te);
+}
+
+/* An RLE TGA header of w x h with one run packet: stb_image would allocate w x h pixels and fill
+ * what the file lacks with zeros. */
+static void write_tga_bomb(const char *rel, int w, int h)
+{
+	uint8_t t[22] = {0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, (uint8_t)w, (uint8_t)(w >> 8),
+			 (uint8_t)h, (uint8_t)(h >> 8), 24, 0, 0xff, 1, 2, 3};
+	twrite(tpath("%s", rel), t, sizeof t);
+}
+
+/* A 24-bit BMP header of w x h (h < 0: top-down rows) and a few pixel bytes. */
+static void write_bmp_bomb(const char *rel, int32_t w, int32_t h)
+{
+	uint8_t b[54 + 6] = {'B', 'M', 60, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0};
+	for (int i = 0; i < 4; i++) {
+		b[18 + i] = (uint8_t)((uint32_t)w >> (8 * i));
+		b[22 + i] = (uint8_t)((uint32_t)h >> (8 * i));
+	}
+	b[26] = 1;  /* planes */
+	b[28] = 24; /* bits per pixel */
+	twrite(tpath("%s", rel), b, sizeof b);
+}
+
+/* A 2 x 2 PNG header whose next chunk declares len bytes (and holds 4). */
+static void write_png_overlong(const char *rel, uint32_t len)
+{
+	uint8_t p[8 + 25 + 16] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H',
+				  'D', 'R', 0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+	for (int i = 0; i < 4; i++)
+		p[33 + i] = (uint8_t)(len >> (24 - 8 * i));
+	memcpy(p + 37, "IDAT", 4);
+	twrite(tpath("%s", rel), p, sizeof p);
+}
+
+Test(images, headers_declaring_more_than_the_file_holds_are_skipped)
+{
+	/* TGA and BMP files of 22 and 60 bytes declaring over 32 Mi pixels, or more than 1 Mi +
+	 * 4096 per byte of file (data/images.c: IMAGES_MAX_PIXELS), once cost up to 300 MB and
+	 * seconds each (stb_image fills what they lack with zeros), and a PNG chunk declaring
+	 * 1.9 GB had stb_image reserve them; they are skipped and noted before anything is
+	 * decoded. The BMPs' heights are negative: top-down rows. */
+	static const struct {
+		const char *file, *why;
+	} bad[] = { /* in name order, as noted */
+		{"chunk.png", "a PNG chunk runs past the end"},
+		{"huge.tga", "larger than 32 Mi pixels"},
+		{"tall.bmp", "larger than 32 Mi pixels"},
+		{"tall2.bmp", "more pixels than the file can hold"},
+		{"wide.tga", "more pixels than the file can hold"},
+	};
+	tmkdir("big/a");
+	write_image("big/a/1.png", 4, 4, 3, 0);
+	write_png_overlong("big/a/chunk.png", 0x73760012);
+	write_tga_bomb("big/a/huge.tga", 60000, 1000);
+	write_bmp_bomb("big/a/tall.bmp", 6, -16646149); /* 100 Mi pixels */
+	write_bmp_bomb("big/a/tall2.bmp", 6, -700000);  /* 4 Mi pixels in 60 bytes */
+	write_tga_bomb("big/a/wide.tga", 4000, 1000);
+	struct ds *d = load("big", 3, 4, 4, 1, 0);
+	cr_assert_eq(d->n, 1);
+	cr_assert_eq(d->skipped, 5);
+	for (int i = 0; i < 5; i++) {
+		char rel[64];
+		snprintf(rel, sizeof rel, "big/a/%s", bad[i].file);
+		cr_assert(strstr(d->notes[i], tpath("%s", rel)) && strstr(d->notes[i], bad[i].why),
+			  "%s", d->notes[i]);
+	}
+	check_pattern(d, 0, 1, 0, 0);
+	ds_free(d);
+	/* a real image that large still decodes: a black 1200 x 1000 PNG holds 1.2 Mi pixels in a
+	 * few KB */
+	uint8_t *px = calloc(1200 * 1000, 3);
+	cr_assert_not_null(px);
+	cr_assert(stbi_write_png(tpath("big/a/real.png"), 1200, 1000, 3, px, 1200 * 3));
+	free(px);
+	for (int i = 0; i < 5; i++)
+		remove(tpath("big/a/%s", bad[i].file));
+	d = load("big", 3, 4, 4, 1, 0);
+	cr_assert_eq(d->n, 2);
+	cr_assert_eq(d->skipped, 0);
+	ds_free(d);
 }
