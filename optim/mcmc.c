@@ -84,7 +84,7 @@ static inline float exp_neg(float x)
 	float k = (t + 12582912.0f) - 12582912.0f;     /* round to nearest */
 	float f = (t - k) * 0.69314718f;               /* |f| <= ln 2 / 2 */
 	float p = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720))))));
-	int32_t e = ((int32_t)k + 127) << 23;
+	int32_t e = ((int32_t)(k > -127.0f ? k : -127.0f) + 127) << 23;
 	float two_k;
 	memcpy(&two_k, &e, sizeof e);
 	return p * two_k;

@@ -1,6 +1,7 @@
 /* Helpers for the suites that run the built programs on a three-stage chain: synthetic IDX data
  * written by the test, ephemeral loopback ports, necklace-stage/necklace-run from NK_BUILDDIR,
- * waiting for processes and reading their logs. */
+ * waiting for processes and reading their logs. Runs bounded by epochs (setup_run_epochs,
+ * spawn_stage) train the same batches at every stage however fast the machine is. */
 #ifndef NK_RUN_TEST_H
 #define NK_RUN_TEST_H
 
@@ -12,6 +13,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "src/rng.h"
 #include "tests/net_test.h"
@@ -92,10 +96,10 @@ static inline void write_idx(const char *dir, const char *stem, int n, uint64_t 
 	write_idx_with(dir, stem, n, SIDE, fill_bars, &b);
 }
 
-/* Data and a chain of three SGD stages (conv 8 3x3 + relu, linear head) in a fresh folder; top
- * adds top-level keys (e.g. "\"checkpoint_every\": 20,"). */
-static inline void setup_run_ex(struct run *r, double rate, int ntrain, int ntest, int noise, double lr,
-			 const char *top)
+/* Data and a chain of three SGD stages (conv 8 3x3 + relu, linear head) in a fresh folder; data
+ * holds the keys of "data" after the files and the batch (32), top more top-level keys. */
+static inline void setup_run_data(struct run *r, int ntrain, int ntest, int noise, double lr, const char *data,
+				  const char *top)
 {
 	char text[4096], st[3][400];
 	cr_assert_not_null(nk_test_tmpdir(r->dir, sizeof r->dir));
@@ -109,8 +113,8 @@ static inline void setup_run_ex(struct run *r, double rate, int ntrain, int ntes
 	snprintf(text, sizeof text,
 		 "{\"chain\": \"t-run\", \"seed\": 3, %s\n"
 		 " \"data\": {\"format\": \"idx\", \"dir\": \"%s\", \"train\": [\"train-images\", \"train-labels\"],\n"
-		 "          \"test\": [\"test-images\", \"test-labels\"], \"batch\": 32, \"epochs\": 1000, \"rate\": %g},\n"
-		 " \"stages\": [\n%s,\n%s,\n%s]}\n", top, r->dir, rate, st[0], st[1], st[2]);
+		 "          \"test\": [\"test-images\", \"test-labels\"], \"batch\": 32, %s},\n"
+		 " \"stages\": [\n%s,\n%s,\n%s]}\n", top, r->dir, data, st[0], st[1], st[2]);
 	snprintf(r->chain, sizeof r->chain, "%s/chain.json", r->dir);
 	snprintf(r->state, sizeof r->state, "%s/state", r->dir);
 	cr_assert_eq(nk_test_write(r->chain, text, strlen(text)), 0);
@@ -118,30 +122,97 @@ static inline void setup_run_ex(struct run *r, double rate, int ntrain, int ntes
 		snprintf(r->log[i], sizeof r->log[i], "%s/%s.log", r->dir, names[i]);
 }
 
+/* setup_run_data for runs bounded by seconds: 1000 epochs at `rate` batches a second (0: as fast
+ * as taken); top adds top-level keys (e.g. "\"checkpoint_every\": 20,"). */
+static inline void setup_run_ex(struct run *r, double rate, int ntrain, int ntest, int noise, double lr,
+			 const char *top)
+{
+	char data[80];
+	snprintf(data, sizeof data, "\"epochs\": 1000, \"rate\": %g", rate);
+	setup_run_data(r, ntrain, ntest, noise, lr, data, top);
+}
+
+#define TEST_LIMIT 32 /* samples of the test passes during training in setup_run_epochs */
+
+/* setup_run_data for runs bounded by batches: `epochs` epochs as fast as the chain takes them, a
+ * test pass over the first TEST_LIMIT test samples after every train batch, the whole test set at
+ * the end. A stage drops a train batch only for a newer train batch behind it in its inbox or
+ * outbox, never a test batch, and waits for its downstream before a test batch: so every stage
+ * trains every batch, at any speed. */
+static inline void setup_run_epochs(struct run *r, int epochs, int ntrain, int ntest, int noise, double lr,
+				    const char *top)
+{
+	char data[80], keys[300];
+	snprintf(data, sizeof data, "\"epochs\": %d, \"test_every\": 1", epochs);
+	snprintf(keys, sizeof keys, "\"test_limit\": %d, %s", TEST_LIMIT, top);
+	setup_run_data(r, ntrain, ntest, noise, lr, data, keys);
+}
+
+/* Train batches in an epoch of n samples (the last one partial). */
+static inline int batches_of(int n)
+{
+	return (n + 31) / 32;
+}
+
+/* Fork and exec argv (argv[0]: the program) with one OpenMP thread, stdout into out (NULL:
+ * discarded), stderr too when quiet. On Linux it dies with the test (SIGKILL), so a failed
+ * assertion leaves no stage running. */
+static inline pid_t spawn_argv(const char *const *argv, const char *out, int quiet)
+{
+	pid_t parent = getpid(), pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+#ifdef __linux__
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(125);
+#endif
+		setenv("OMP_NUM_THREADS", "1", 1);
+		if (!freopen(out ? out : "/dev/null", "w", stdout) || (quiet && !freopen("/dev/null", "w", stderr)))
+			_exit(126);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Start stage i: chain, name, logs and state of the run, --quiet, then pre and extra (each
+ * NULL-terminated, may be NULL). */
+static inline pid_t spawn_args(struct run *r, int i, const char *const *pre, const char *const *extra)
+{
+	const char *bd = getenv("NK_BUILDDIR");
+	char bin[512];
+	const char *argv[40] = {bin, "-c", r->chain, "-s", names[i], "--log-dir", r->dir, "--state-dir",
+				r->state, "--quiet"};
+	int k = 10;
+	snprintf(bin, sizeof bin, "%s/necklace-stage", bd ? bd : ".");
+	for (; pre && *pre && k < 20; pre++)
+		argv[k++] = *pre;
+	for (; extra && *extra && k < 39; extra++)
+		argv[k++] = *extra;
+	argv[k] = NULL;
+	return spawn_argv(argv, NULL, 0);
+}
+
 /* Start stage i with extra arguments (NULL-terminated, may be NULL); the source trains for
  * `seconds`, the others stop by themselves after 60 s. */
 static inline pid_t spawn_ex(struct run *r, int i, double seconds, const char *const *extra)
 {
-	const char *bd = getenv("NK_BUILDDIR");
-	char bin[512], secs[32];
-	const char *argv[32] = {bin, "-c", r->chain, "-s", names[i], "--log-dir", r->dir, "--state-dir",
-				r->state, "--quiet", "--seconds", secs};
-	int k = 12;
-	snprintf(bin, sizeof bin, "%s/necklace-stage", bd ? bd : ".");
+	char secs[32];
+	const char *pre[] = {"--seconds", secs, NULL};
 	snprintf(secs, sizeof secs, "%g", i == 0 ? seconds : 60.0);
-	for (; extra && *extra && k < 31; extra++)
-		argv[k++] = *extra;
-	argv[k] = NULL;
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		setenv("OMP_NUM_THREADS", "1", 1);
-		if (!freopen("/dev/null", "w", stdout))
-			_exit(126);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
+	return spawn_args(r, i, pre, extra);
+}
+
+#define STAGE_LIMIT_S "600" /* spawn_stage: a backstop for the stages after the source */
+
+/* Start stage i of a run bounded by epochs (setup_run_epochs): the source trains them all, the
+ * others stop at its Stop (or after STAGE_LIMIT_S seconds should it never come). Each waits up to
+ * 60 s for its downstream before a test batch. extra: more arguments (may be NULL). */
+static inline pid_t spawn_stage(struct run *r, int i, const char *const *extra)
+{
+	const char *source[] = {"--wait", "60", NULL};
+	const char *other[] = {"--wait", "60", "--seconds", STAGE_LIMIT_S, NULL};
+	return i == 0 ? spawn_args(r, i, source, extra) : spawn_args(r, i, other, extra);
 }
 
 /* Wait (at most timeout_s) for pid; its wait status, or -1 after killing it on timeout. */
@@ -218,17 +289,31 @@ static inline int run_prog_out(const char *prog, const char *const *args, const 
 	for (; *args && k < 31; args++)
 		argv[k++] = *args;
 	argv[k] = NULL;
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		setenv("OMP_NUM_THREADS", "1", 1);
-		if (!freopen(out ? out : "/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
-			_exit(126);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	int st = wait_for(pid, timeout_s);
+	int st = wait_for(spawn_argv(argv, out, 1), timeout_s);
 	return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A stage's phase=stage event=counts line: what became of its train batches. An upstream's
+ * sent - unsent is its downstream's trained + skipped + dropped + refused. */
+struct counts {
+	long sent, unsent, trained, skipped, dropped, refused;
+};
+
+static inline struct counts counts_of(const char *log)
+{
+	const char *needles[] = {" phase=stage ", " event=counts ", NULL};
+	cr_assert_eq(nt_log_count(log, needles), 1, "%s: not one counts line", log);
+	struct counts c = {(long)last_value(log, needles, "sent"), (long)last_value(log, needles, "unsent"),
+			   (long)last_value(log, needles, "trained"), (long)last_value(log, needles, "skipped"),
+			   (long)last_value(log, needles, "dropped"), (long)last_value(log, needles, "refused")};
+	return c;
+}
+
+/* The batch= of a stage's last train line (-1: none). */
+static inline long last_train_batch(const char *log)
+{
+	const char *needles[] = {" phase=train ", NULL};
+	return (long)last_value(log, needles, "batch");
 }
 
 #endif

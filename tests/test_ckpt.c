@@ -2,7 +2,9 @@
  * state and continues the same RNG stream; truncated, corrupt, foreign and mismatched files are refused and nothing is
  * loaded; a crash between writing and renaming leaves the old checkpoint whole. Also the chain
  * file keys behind them (state_dir, checkpoint_every, test_limit). */
+#define _GNU_SOURCE /* nftw */
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,9 +78,24 @@ static void train(struct st *s, uint64_t seed, int steps)
 	}
 }
 
+static char ck_dir[256]; /* the test's folder, removed by rm_tmpdir */
+
 static void tmpdir(char *dir)
 {
 	cr_assert_not_null(nk_test_tmpdir(dir, 256));
+	snprintf(ck_dir, sizeof ck_dir, "%s", dir);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	return remove(path);
+}
+
+/* .fini of the tests that make a folder: it goes, whether they passed or not. */
+static void rm_tmpdir(void)
+{
+	if (ck_dir[0])
+		nftw(ck_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static void save(const char *dir, const struct chain *c, int index, struct st *s, long step)
@@ -100,7 +117,7 @@ static int read_ck(const char *dir, const struct chain *c, int index, struct ckp
 	return ckpt_read(k, path, c, index, err);
 }
 
-Test(ckpt, round_trip_is_bit_identical_and_continues_the_stream)
+Test(ckpt, round_trip_is_bit_identical_and_continues_the_stream, .fini = rm_tmpdir)
 {
 	char dir[256], err[NK_ERR_LEN] = "";
 	struct chain *c = load_chain(4, 1);
@@ -137,7 +154,7 @@ Test(ckpt, round_trip_is_bit_identical_and_continues_the_stream)
 	chain_free(c);
 }
 
-Test(ckpt, mcmc_stage_keeps_its_rng)
+Test(ckpt, mcmc_stage_keeps_its_rng, .fini = rm_tmpdir)
 {
 	char dir[256], err[NK_ERR_LEN] = "";
 	struct chain *c = load_chain(4, 1);
@@ -195,7 +212,7 @@ static void expect_refused(const char *path, const void *bytes, size_t len, cons
 	cr_assert_not_null(strstr(err, path), "the message does not name the file: %s", err);
 }
 
-Test(ckpt, truncated_corrupt_and_foreign_files_refused)
+Test(ckpt, truncated_corrupt_and_foreign_files_refused, .fini = rm_tmpdir)
 {
 	char dir[256], path[400], err[NK_ERR_LEN] = "";
 	struct chain *c = load_chain(4, 1), *other = load_chain(4, 2), *bigger = load_chain(6, 1);
@@ -247,7 +264,7 @@ Test(ckpt, truncated_corrupt_and_foreign_files_refused)
 	chain_free(bigger);
 }
 
-Test(ckpt, crash_between_write_and_rename_keeps_the_old_one)
+Test(ckpt, crash_between_write_and_rename_keeps_the_old_one, .fini = rm_tmpdir)
 {
 	char dir[256], path[400], tmp[420], err[NK_ERR_LEN] = "";
 	struct chain *c = load_chain(4, 1);

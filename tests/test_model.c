@@ -200,8 +200,8 @@ Test(model, a_boosting_stage_starts_at_its_upstreams_answer)
 	struct model *m;
 	char err[NK_ERR_LEN];
 	cr_assert_eq(model_new(&m, &st, (struct layer_dims){2, 9, 9}, 3, 5, 1, err), 0, "%s", err);
-	float x[2 * 81], off[6] = {1, -2, 0.5f, 3, 0, -1};
-	for (int i = 0; i < 162; i++)
+	float x[2 * 2 * 81], off[6] = {1, -2, 0.5f, 3, 0, -1};
+	for (int i = 0; i < 2 * 2 * 81; i++)
 		x[i] = (float)(i % 7) - 3;
 	m->offset = off;
 	model_forward(m, x, 2);
