@@ -155,9 +155,9 @@ static inline int batches_of(int n)
 }
 
 /* Fork and exec argv (argv[0]: the program) with one OpenMP thread, stdout into out (NULL:
- * discarded), stderr too when quiet. On Linux it dies with the test (SIGKILL), so a failed
- * assertion leaves no stage running. */
-static inline pid_t spawn_argv(const char *const *argv, const char *out, int quiet)
+ * discarded), stderr into err (NULL: the test's). On Linux it dies with the test (SIGKILL), so a
+ * failed assertion leaves no stage running. */
+static inline pid_t spawn_argv(const char *const *argv, const char *out, const char *err)
 {
 	pid_t parent = getpid(), pid = fork();
 	cr_assert_geq(pid, 0);
@@ -167,7 +167,7 @@ static inline pid_t spawn_argv(const char *const *argv, const char *out, int qui
 			_exit(125);
 #endif
 		setenv("OMP_NUM_THREADS", "1", 1);
-		if (!freopen(out ? out : "/dev/null", "w", stdout) || (quiet && !freopen("/dev/null", "w", stderr)))
+		if (!freopen(out ? out : "/dev/null", "w", stdout) || (err && !freopen(err, "w", stderr)))
 			_exit(126);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
@@ -190,7 +190,7 @@ static inline pid_t spawn_args(struct run *r, int i, const char *const *pre, con
 	for (; extra && *extra && k < 39; extra++)
 		argv[k++] = *extra;
 	argv[k] = NULL;
-	return spawn_argv(argv, NULL, 0);
+	return spawn_argv(argv, NULL, NULL);
 }
 
 /* Start stage i with extra arguments (NULL-terminated, may be NULL); the source trains for
@@ -277,9 +277,10 @@ static inline int count(const char *log, const char *a, const char *b)
 	return nt_log_count(log, needles);
 }
 
-/* Run a program of the build with args, its stdout into out (NULL: discarded); its exit status
- * (-1 when it did not exit within timeout_s). */
-static inline int run_prog_out(const char *prog, const char *const *args, const char *out, double timeout_s)
+/* Run a program of the build with args, stdout into out (NULL: discarded) and stderr into err;
+ * its wait status, or -1 when it did not exit within timeout_s (it is killed). */
+static inline int run_prog_io(const char *prog, const char *const *args, const char *out, const char *err,
+			      double timeout_s)
 {
 	const char *bd = getenv("NK_BUILDDIR");
 	char bin[512];
@@ -289,7 +290,14 @@ static inline int run_prog_out(const char *prog, const char *const *args, const 
 	for (; *args && k < 31; args++)
 		argv[k++] = *args;
 	argv[k] = NULL;
-	int st = wait_for(spawn_argv(argv, out, 1), timeout_s);
+	return wait_for(spawn_argv(argv, out, err), timeout_s);
+}
+
+/* Run a program of the build with args, its stdout into out (NULL: discarded), stderr
+ * discarded; its exit status (-1 when it did not exit within timeout_s). */
+static inline int run_prog_out(const char *prog, const char *const *args, const char *out, double timeout_s)
+{
+	int st = run_prog_io(prog, args, out, "/dev/null", timeout_s);
 	return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

@@ -13,30 +13,6 @@
 #define NTRAIN 1000
 #define NTEST 200
 
-/* Run necklace-stage (or another program of the build) with args, stderr into errpath; its wait
- * status, or -1 when it did not exit within timeout_s. */
-static int run_err(const char *prog, const char *const *args, const char *errpath, double timeout_s)
-{
-	const char *bd = getenv("NK_BUILDDIR");
-	char bin[512];
-	const char *argv[32] = {bin};
-	int k = 1;
-	snprintf(bin, sizeof bin, "%s/%s", bd ? bd : ".", prog);
-	for (; *args && k < 31; args++)
-		argv[k++] = *args;
-	argv[k] = NULL;
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		setenv("OMP_NUM_THREADS", "1", 1);
-		if (!freopen("/dev/null", "w", stdout) || !freopen(errpath, "w", stderr))
-			_exit(126);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	return wait_for(pid, timeout_s);
-}
-
 static int file_has(const char *path, const char *needle)
 {
 	char buf[8192];
@@ -112,7 +88,7 @@ Test(startup, every_failure_exits_with_its_message, .timeout = 600)
 	const int ncases = sizeof cases / sizeof cases[0], rounds = 40; /* 200 starts */
 	for (int k = 0; k < rounds; k++) {
 		for (int i = 0; i < ncases; i++) {
-			int st = run_err("necklace-stage", cases[i].args, errpath, 20);
+			int st = run_prog_io("necklace-stage", cases[i].args, NULL, errpath, 20);
 			cr_assert(st >= 0, "round %d, %s: still running after 20 s", k, cases[i].what);
 			cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == cases[i].status,
 				  "round %d, %s: wait status %d, want exit %d", k, cases[i].what, st,
@@ -137,7 +113,7 @@ Test(startup, necklace_run_fails_as_soon_as_a_stage_does, .timeout = 120)
 	const char *args[] = {"-c", bad_chain, "--seconds", "60", "--log-dir", logs, "--state-dir", state, NULL};
 	for (int k = 0; k < 5; k++) {
 		double t0 = nk_now();
-		int st = run_err("necklace-run", args, errpath, 60);
+		int st = run_prog_io("necklace-run", args, NULL, errpath, 60);
 		cr_assert(st >= 0, "necklace-run still running after 60 s");
 		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "necklace-run: wait status %d", st);
 		cr_assert(file_has(errpath, "train-imagez"), "the failing stage's message is not on stderr");
@@ -175,7 +151,7 @@ Test(startup, checkpoints_by_time_and_restarts_say_what_they_resumed, .timeout =
 			      "--quiet", "--fresh", "--seconds", "0.5", NULL};
 	char errpath[400];
 	snprintf(errpath, sizeof errpath, "%s/stderr", r.dir);
-	int st = run_err("necklace-stage", args, errpath, 30);
+	int st = run_prog_io("necklace-stage", args, NULL, errpath, 30);
 	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "wait status %d", st);
 	const char *forced[] = {" phase=ckpt ", " event=fresh ", "--fresh", NULL};
 	cr_assert_eq(nt_log_count(r.log[1], forced), 1);
