@@ -12,7 +12,7 @@
 #define NTEST 100
 #define PIX (SIDE * SIDE)
 
-TestSuite(formats, .init = ds_test_setup, .fini = ds_test_teardown, .timeout = 60);
+TestSuite(formats, .init = ds_test_setup, .fini = ds_test_teardown, .timeout = 300);
 
 static const char *const formats[] = {"idx", "cifar", "images", "csv"};
 
