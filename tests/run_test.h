@@ -317,6 +317,16 @@ static inline struct counts counts_of(const char *log)
 	return c;
 }
 
+/* The upstream's train batches sent (and `extra` more from a peer that is not in the chain) are
+ * all accounted for at the downstream. */
+static inline void expect_accounted(struct counts up, struct counts down, long extra, const char *link)
+{
+	cr_assert_eq(up.sent - up.unsent + extra, down.trained + down.skipped + down.dropped + down.refused,
+		     "%s: sent %ld - unsent %ld + %ld from outside != trained %ld + skipped %ld + dropped %ld + "
+		     "refused %ld", link, up.sent, up.unsent, extra, down.trained, down.skipped, down.dropped,
+		     down.refused);
+}
+
 /* The batch= of a stage's last train line (-1: none). */
 static inline long last_train_batch(const char *log)
 {

@@ -27,14 +27,6 @@ static int passes(const char *log, const char *n)
 	return count(log, " phase=test ", n);
 }
 
-/* Whether the upstream's train batches sent are all accounted for at the downstream. */
-static void expect_accounted(struct counts up, struct counts down, const char *link)
-{
-	cr_assert_eq(up.sent - up.unsent, down.trained + down.skipped + down.dropped + down.refused,
-		     "%s: sent %ld - unsent %ld != trained %ld + skipped %ld + dropped %ld + refused %ld", link,
-		     up.sent, up.unsent, down.trained, down.skipped, down.dropped, down.refused);
-}
-
 Test(chain_run, three_stages_train_test_and_stop, .timeout = 600)
 {
 	struct run r;
@@ -67,8 +59,8 @@ Test(chain_run, three_stages_train_test_and_stop, .timeout = 600)
 	}
 	cr_assert_eq(c[0].sent, total, "s0 sent %ld", c[0].sent);
 	cr_assert_eq(c[2].sent, 0, "the sink has no downstream");
-	expect_accounted(c[0], c[1], "s0 -> s1");
-	expect_accounted(c[1], c[2], "s1 -> s2");
+	expect_accounted(c[0], c[1], 0, "s0 -> s1");
+	expect_accounted(c[1], c[2], 0, "s1 -> s2");
 	const char *final[] = {" phase=test ", " n=500", NULL};
 	double acc0 = last_value(r.log[0], final, "test_acc"), acc = sink_test_acc(&r);
 	cr_assert_gt(acc0, 0.5, "s0 test_acc %.3f after %d batches (chance is 0.1)", acc0, total);
@@ -172,7 +164,7 @@ Test(chain_run, stage_without_downstream_keeps_training_and_counts_unsent, .time
 	struct counts c0 = counts_of(r.log[0]), c1 = counts_of(r.log[1]);
 	cr_assert_eq(c1.trained + c1.skipped, total, "s1 stopped training: %ld of %d batches", c1.trained, total);
 	cr_assert_eq(c1.dropped, 0);
-	expect_accounted(c0, c1, "s0 -> s1");
+	expect_accounted(c0, c1, 0, "s0 -> s1");
 	cr_assert_eq(c1.sent, total, "s1 passed %ld batches on", c1.sent);
 	cr_assert_eq(c1.unsent, c1.sent, "s1 counts %ld of %ld train batches unsent", c1.unsent, c1.sent);
 	const char *train[] = {" phase=train ", NULL};
